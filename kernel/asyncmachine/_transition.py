@@ -1,0 +1,755 @@
+"""The transition: resolving relations, running handlers, applying clocks.
+
+One :class:`Transition` executes one mutation taken off the machine's queue. The
+order of steps and of handlers follows asyncmachine-go exactly, because programs
+rely on it:
+
+1. resolve the target states from the called and active states and the relations;
+2. accept or reject: every called state must be a target (auto mutations accept
+   the targets they can get);
+3. negotiation handlers (Exit, Enter, self, state-state, AnyEnter), any of which
+   can cancel;
+4. apply the targets: tick the clocks and end the changed states' contexts;
+5. final handlers (End, State, AnyState), then queue the auto mutation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from ._errors import HandlerTimeoutError
+from ._schema import EXCEPTION
+from ._types import ADD, CANCELED, EXECUTED, REMOVE, SET, Event, LogLevel, Mutation
+
+if TYPE_CHECKING:
+    from ._machine import Machine
+
+__all__ = ["Transition"]
+
+_ids = itertools.count(1)
+_HEALTH_STATES = ("Healthcheck", "Heartbeat")
+
+
+class _Cancel(Exception):
+    """Stops the negotiation phase early: a handler rejected the transition."""
+
+
+def _dedup(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+class Transition:
+    """One transition: its mutation, the states before and after, and its result."""
+
+    __slots__ = (
+        "seq",
+        "machine",
+        "mutation",
+        "called",
+        "called_set",
+        "before",
+        "before_set",
+        "ticks_before",
+        "targets",
+        "targets_set",
+        "exits",
+        "enters",
+        "accepted",
+        "canceled",
+        "canceled_by",
+        "completed",
+        "applied",
+        "tick_changed",
+        "activated",
+        "deactivated",
+        "error",
+        "_args",
+        "_ticks_after",
+        "log_lines",
+    )
+
+    def __init__(self, machine: Machine, mutation: Mutation) -> None:
+        self.seq = next(_ids)
+        self.machine = machine
+        self.mutation = mutation
+        called = mutation.called
+        self.called = called
+        self.called_set = frozenset(called)
+        active = machine._active
+        self.before = active[:]
+        self.before_set = set(active)
+        self.ticks_before = machine._ticks.copy()
+        self.targets: list[str] = []
+        self.targets_set: set[str] = set()
+        self.exits: list[str] = []
+        self.enters: list[str] = []
+        self.accepted = False
+        self.canceled = False
+        self.canceled_by: str | None = None
+        self.completed = False
+        self.applied = False
+        self.tick_changed = False
+        self.activated: list[str] = []
+        self.deactivated: list[str] = []
+        self.error: BaseException | None = None
+        args = mutation.args
+        if args is None and not mutation.auto:
+            args = mutation.args = {}
+        self._args = args
+        self._ticks_after: dict[str, int] | None = None
+        self.log_lines: list[str] | None = None
+
+    # Public views
+
+    @property
+    def id(self) -> str:
+        """A process-wide unique id of this transition."""
+        return f"{self.seq:x}"
+
+    @property
+    def type(self) -> Any:
+        """The mutation type (``am.MutationType``)."""
+        return self.mutation.type
+
+    @property
+    def is_auto(self) -> bool:
+        """Whether this transition runs the auto states."""
+        return self.mutation.auto
+
+    @property
+    def is_check(self) -> bool:
+        """Whether this is a dry run from ``can_add`` or ``can_remove``."""
+        return self.mutation.check
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The mutation's args (an empty dict for auto transitions)."""
+        return self._args if self._args is not None else {}
+
+    def called_states(self) -> list[str]:
+        """Return the called states in call order."""
+        return list(self.called)
+
+    def target_states(self) -> list[str]:
+        """Return the current target states in state order."""
+        index = self.machine._compiled.index
+        return sorted(self.targets, key=index.__getitem__)
+
+    def before_states(self) -> list[str]:
+        """Return the states active before the transition, in state order."""
+        index = self.machine._compiled.index
+        return sorted(self.before, key=index.__getitem__)
+
+    @property
+    def clock_before(self) -> dict[str, int]:
+        """Ticks of every state before the transition."""
+        return dict(self.ticks_before)
+
+    @property
+    def clock_after(self) -> dict[str, int]:
+        """Ticks after the transition (current ticks while it runs)."""
+        if self._ticks_after is not None:
+            return dict(self._ticks_after)
+        return dict(self.machine._ticks)
+
+    @property
+    def time_before(self) -> list[int]:
+        """Ticks before the transition, in state order."""
+        ticks = self.ticks_before
+        return [ticks[n] for n in self.machine._compiled.names]
+
+    @property
+    def time_after(self) -> list[int]:
+        """Ticks after the transition (current ticks while it runs), in state order."""
+        ticks = self._ticks_after or self.machine._ticks
+        return [ticks[n] for n in self.machine._compiled.names]
+
+    def __repr__(self) -> str:
+        m = self.mutation
+        return (
+            f"<Transition {self.id} {m.type.value} {' '.join(self.called)}"
+            f" -> {' '.join(self.targets)}>"
+        )
+
+    # Target resolution
+
+    def _states_to_set(self, mtype: Any, called: tuple[str, ...] | list[str]) -> list:
+        if mtype is ADD:
+            return [*called, *self.before]
+        if mtype is REMOVE:
+            called_set = self.called_set
+            return [s for s in self.before if s not in called_set]
+        return list(called)
+
+    def _expand_add(self, names: list[str]) -> list[str]:
+        """Append the Add targets of each name, one level deep."""
+        compiled = self.machine._compiled
+        adds = compiled.adds
+        multi = compiled.multi
+        before_set = self.before_set
+        out = names[:]
+        is_remove = self.mutation.type is REMOVE
+        for name in dict.fromkeys(names):
+            targets = adds.get(name)
+            if targets is None:
+                continue
+            # Already active states do not imply again, unless they are Multi.
+            if name in before_set and name not in multi:
+                continue
+            if is_remove:
+                called_set = self.called_set
+                out.extend(t for t in targets if t not in called_set)
+            else:
+                out.extend(targets)
+        return out
+
+    def _drop_missing_requires(self, names: list[str]) -> list[str]:
+        requires = self.machine._compiled.requires
+        if not requires:
+            return names
+        while True:
+            present = set(names)
+            kept = []
+            for name in names:
+                required = requires.get(name)
+                if required is None:
+                    kept.append(name)
+                    continue
+                missing = [r for r in required if r not in present]
+                if missing:
+                    if self.machine._log_level >= LogLevel.OPS:
+                        self._log(
+                            LogLevel.OPS, "[reject] %s(-%s)", name, " -".join(missing)
+                        )
+                else:
+                    kept.append(name)
+            if len(kept) == len(names):
+                return kept
+            names = kept
+
+    def _resolve(self, to_set: list[str]) -> list[str]:
+        compiled = self.machine._compiled
+        names = _dedup(to_set)
+        if compiled.has_adds:
+            names = _dedup(self._expand_add(names))
+        names = self._drop_missing_requires(names)
+
+        if compiled.has_removes:
+            # Scan from the back: implied, then active, then called states in
+            # reverse, so a state scanned later wins a mutual Remove conflict.
+            present = set(names)
+            blocked: set[str] = set()
+            survivors = []
+            removed_by = compiled.removed_by
+            for name in reversed(names):
+                blockers = removed_by.get(name)
+                if blockers is not None and not blockers.isdisjoint(present):
+                    active_blockers = (blockers & present) - blocked
+                    if active_blockers:
+                        blocked.add(name)
+                        if self.machine._log_level >= LogLevel.OPS:
+                            level = (
+                                LogLevel.OPS
+                                if name in self.before_set
+                                else LogLevel.DECISIONS
+                            )
+                            self._log(
+                                level,
+                                "[rel:remove] %s by %s",
+                                name,
+                                " ".join(sorted(active_blockers)),
+                            )
+                        continue
+                survivors.append(name)
+            removes = compiled.removes
+            removed_by_survivors: set[str] = set()
+            for name in survivors:
+                removed = removes.get(name)
+                if removed is not None:
+                    removed_by_survivors |= removed
+        else:
+            survivors = names[::-1]
+            removed_by_survivors = set()
+
+        if compiled.has_adds:
+            expanded = self._expand_add(survivors)
+            if removed_by_survivors:
+                expanded = [n for n in expanded if n not in removed_by_survivors]
+            expanded = _dedup(expanded)
+        else:
+            expanded = survivors
+        expanded.reverse()
+        targets = self._drop_missing_requires(expanded)
+        return self._sort_for_handlers(targets)
+
+    def _sort_for_handlers(self, names: list[str]) -> list[str]:
+        if len(names) < 2:
+            return names
+        compiled = self.machine._compiled
+        key = compiled.topo_key
+        if key is not None:
+            names.sort(key=key.__getitem__)
+        if compiled.has_after:
+            afters = compiled.afters
+            empty: frozenset[str] = frozenset()
+            # A pairwise insertion sort: only neighbours are compared, and the
+            # predicate is not transitive, as in the reference.
+            for i in range(1, len(names)):
+                j = i
+                while j > 0:
+                    x = names[j]
+                    y = names[j - 1]
+                    if x in afters.get(y, empty) and y not in afters.get(x, empty):
+                        names[j] = y
+                        names[j - 1] = x
+                        j -= 1
+                    else:
+                        break
+        return names
+
+    # Execution
+
+    def run(self) -> Any:
+        """Execute the transition and return its result."""
+        mach = self.machine
+        mutation = self.mutation
+        compiled = mach._compiled
+        mtype = mutation.type
+        called = self.called
+        log_level = mach._log_level
+        self.log_lines = [] if mach._tracers else None
+
+        if log_level >= LogLevel.OPS:
+            if mutation.auto:
+                self._log(LogLevel.DECISIONS, "[add:auto] %s", " ".join(called))
+            else:
+                self._log(LogLevel.OPS, "[%s] %s", mtype.value, " ".join(called))
+            if mutation.source is not None:
+                src = mutation.source
+                self._log(
+                    LogLevel.OPS,
+                    "[source] %s/%s/%d",
+                    src.mach_id,
+                    src.tx_id,
+                    src.mach_time,
+                )
+
+        targets = self._resolve(self._states_to_set(mtype, called))
+        self.targets = targets
+        targets_set = self.targets_set = set(targets)
+        if log_level >= LogLevel.OPS and mtype is not REMOVE:
+            implied = [t for t in targets if t not in self.called_set]
+            implied = [t for t in implied if t not in self.before_set]
+            if implied:
+                self._log(LogLevel.OPS, "[implied] %s", " ".join(implied))
+
+        # Acceptance
+        if mtype is REMOVE:
+            accepted = True
+        else:
+            not_accepted = [s for s in called if s not in targets_set]
+            if mutation.auto:
+                accepted = len(not_accepted) < len(called)
+            elif not_accepted:
+                accepted = mutation.check and not compiled.multi.isdisjoint(called)
+            else:
+                accepted = True
+            if not accepted:
+                self._log(LogLevel.OPS, "[cancel:reject] %s", " ".join(not_accepted))
+
+        tracers = mach._tracers
+        if tracers:
+            for tracer in tracers:
+                tracer.transition_start(self)
+
+        if not accepted:
+            self.canceled = True
+            return self._finish(CANCELED)
+
+        self._compute_exits_enters()
+        dispatch = mach._dispatch is not None or log_level >= LogLevel.EVERYTHING
+        if dispatch and not self._negotiate():
+            return self._finish(CANCELED)
+
+        if mutation.check:
+            self.accepted = True
+            return self._finish(EXECUTED)
+
+        if mutation.auto:
+            rejected = [s for s in called if s not in self.targets_set]
+            if rejected:
+                kept = [s for s in called if s in self.targets_set]
+                self.targets = self._resolve(self._states_to_set(ADD, kept))
+                self.targets_set = set(self.targets)
+                self._compute_exits_enters()
+
+        self._apply()
+        self.accepted = True
+
+        if dispatch or mach._args_waiters:
+            self._final_phase(dispatch)
+
+        if not self.canceled and mach._dispatch is not None:
+            self._call_simple("AnyState", final=True)
+
+        if self.canceled:
+            self.accepted = False
+        elif (
+            self.tick_changed
+            and not mutation.auto
+            and not mach._disposing
+            and compiled.auto_states
+            and not (mtype is ADD and len(called) == 1 and called[0] in _HEALTH_STATES)
+        ):
+            mach._queue_auto()
+
+        return self._finish(self._result())
+
+    def _result(self) -> Any:
+        if self.canceled:
+            return CANCELED
+        mutation = self.mutation
+        active = self.machine._active_set
+        if mutation.type is REMOVE:
+            for state in self.called:
+                if state in active:
+                    return CANCELED
+            return EXECUTED
+        if mutation.auto:
+            return EXECUTED if len(self.targets) > len(self.before) else CANCELED
+        for state in self.targets:
+            if state not in active:
+                return CANCELED
+        return EXECUTED
+
+    def _finish(self, result: Any) -> Any:
+        self.completed = True
+        mach = self.machine
+        if mach._tracers:
+            self._ticks_after = mach._ticks.copy()
+            for tracer in mach._tracers:
+                tracer.transition_end(self, result)
+        return result
+
+    def _compute_exits_enters(self) -> None:
+        targets_set = self.targets_set
+        exits = [s for s in self.before if s not in targets_set]
+        self.exits = self._sort_for_handlers(exits)
+        before_set = self.before_set
+        multi = self.machine._compiled.multi
+        called_set = self.called_set
+        self.enters = [
+            s
+            for s in self.targets
+            if s not in before_set or (s in multi and s in called_set)
+        ]
+
+    def _negotiate(self) -> bool:
+        """Run the negotiation handlers; return False when the transition is canceled."""
+        mach = self.machine
+        compiled = mach._compiled
+        is_auto = self.mutation.auto
+        call = self._call_negotiation
+        try:
+            exit_names = compiled.exit_names
+            for state in self.exits:
+                call(exit_names[state], None)
+            enter_names = compiled.enter_names
+            for state in self.enters:
+                if state in self.targets_set:
+                    call(enter_names[state], state)
+            dispatch = mach._dispatch
+            before_set = self.before_set
+            if self.mutation.type is not REMOVE:
+                for state in list(self.targets):
+                    if state in before_set and state in self.targets_set:
+                        call(state + state, state)
+            if dispatch is not None:
+                names = compiled.names
+                for x in self.before:
+                    row = dispatch.pair_row(x, names)
+                    if not row:
+                        continue
+                    for y in list(self.targets):
+                        if y != x and y in row and y in self.targets_set:
+                            call(row[y], y)
+            elif mach._log_level >= LogLevel.EVERYTHING:
+                for x in self.before:
+                    for y in list(self.targets):
+                        if y != x:
+                            call(x + y, y)
+            if is_auto and not self.targets:
+                self._cancel("no targets left")
+                return False
+            call("AnyEnter", None)
+        except _Cancel:
+            return False
+        return True
+
+    def _call_negotiation(self, name: str, auto_state: str | None) -> None:
+        """Call one negotiation handler; raise _Cancel when the transition ends."""
+        mach = self.machine
+        dispatch = mach._dispatch
+        if mach._log_level >= LogLevel.EVERYTHING:
+            self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+        if dispatch is None:
+            return
+        entries = dispatch.get(name)
+        if not entries:
+            return
+        if mach._log_level >= LogLevel.OPS:
+            self._log(LogLevel.OPS, "[handler] %s", name)
+        event = Event(name, mach, self, self._event_args())
+        timeout = mach._handler_timeout
+        for obj, func, _is_async in entries:
+            started = time.perf_counter() if timeout else 0.0
+            try:
+                result = func(obj, event) if obj is not None else func(event)
+            except Exception as err:
+                if not mach._catch_panics:
+                    raise
+                self._panic(name, err, final=False)
+                raise _Cancel() from None
+            if timeout:
+                elapsed = time.perf_counter() - started
+                if elapsed > timeout:
+                    self._timeout(name, elapsed, final=False)
+                    raise _Cancel()
+            if result is not None and not result:
+                if self.mutation.auto and auto_state is not None:
+                    self._drop_auto_target(auto_state, name)
+                    return
+                self._cancel(name)
+                raise _Cancel()
+
+    def _drop_auto_target(self, state: str, by: str) -> None:
+        compiled = self.machine._compiled
+        if state not in compiled.schema or not compiled.schema[state].auto:
+            self._cancel(by)
+            raise _Cancel()
+        if state in self.targets_set:
+            self.targets.remove(state)
+            self.targets_set.discard(state)
+        self._log(LogLevel.DECISIONS, "[reject:auto] %s by %s", state, by)
+
+    def _cancel(self, by: str) -> None:
+        self.canceled = True
+        self.canceled_by = by
+        if self.machine._log_level >= LogLevel.OPS:
+            self._log(LogLevel.OPS, "[cancel] (%s) by %s", " ".join(self.targets), by)
+
+    def _event_args(self) -> dict[str, Any]:
+        args = self._args
+        # Every handler of an auto transition gets its own empty args.
+        return {} if args is None else args
+
+    def _apply(self) -> None:
+        """Make the targets the active states and tick the clocks."""
+        mach = self.machine
+        ticks = mach._ticks
+        before_set = self.before_set
+        called_set = self.called_set
+        multi = mach._compiled.multi
+        targets = self.targets
+        changed = False
+        newly = []
+        for state in targets:
+            if state not in before_set:
+                ticks[state] += 1
+                newly.append(state)
+                changed = True
+            elif state in called_set and state in multi:
+                ticks[state] += 2
+                changed = True
+        removed = self.exits
+        for state in removed:
+            ticks[state] += 1
+        if removed:
+            changed = True
+        mach._active = targets[:]
+        mach._active_set = set(targets)
+        self.tick_changed = changed
+        self.applied = True
+
+        if self.mutation.auto:
+            self.activated = newly
+        else:
+            self.activated = self.enters
+        self.deactivated = removed
+
+        if mach._log_level >= LogLevel.CHANGES and changed:
+            self._log_state_change(newly, removed)
+
+        contexts = mach._contexts
+        if contexts:
+            for state in self.activated:
+                ctx = contexts.pop(state, None)
+                if ctx is not None:
+                    ctx._resolve()
+            for state in removed:
+                ctx = contexts.pop(state, None)
+                if ctx is not None:
+                    ctx._resolve()
+
+    def _log_state_change(self, newly: list[str], removed: list[str]) -> None:
+        mach = self.machine
+        parts = [f"+{s}" for s in newly]
+        reentered = [s for s in self.enters if s not in newly]
+        parts += [f"+{s}" for s in reentered]
+        parts += [f"-{s}" for s in removed]
+        if mach._log_level >= LogLevel.EVERYTHING:
+            touched = set(newly) | set(reentered)
+            parts += [s for s in mach._active if s not in touched]
+        tag = "[auto_]" if self.mutation.auto else "[state]"
+        self._log(LogLevel.CHANGES, "%s %s", tag, " ".join(parts))
+
+    def _final_phase(self, dispatch: bool) -> None:
+        mach = self.machine
+        compiled = mach._compiled
+        end_names = compiled.end_names
+        state_names = compiled.state_names
+        finals = self.exits + self.enters
+        position = 0
+        try:
+            if dispatch:
+                for state in self.exits:
+                    self._call_final(end_names[state], state)
+                    position += 1
+            for state in self.enters:
+                if dispatch:
+                    self._call_final(state_names[state], state)
+                if mach._args_waiters:
+                    mach._match_args_waiters(state, self._args)
+                position += 1
+        except _Cancel:
+            # A State handler failed: that state and every later one go back.
+            # An End handler failure keeps all targets, as the reference does.
+            marker_failed = position >= len(self.exits)
+            self._recover(finals[position:] if marker_failed else [])
+
+    def _call_final(self, name: str, state: str | None) -> None:
+        mach = self.machine
+        dispatch = mach._dispatch
+        if mach._log_level >= LogLevel.EVERYTHING:
+            self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+        if dispatch is None:
+            return
+        entries = dispatch.get(name)
+        if not entries:
+            return
+        if mach._log_level >= LogLevel.OPS:
+            self._log(LogLevel.OPS, "[handler] %s", name)
+        event = Event(name, mach, self, self._event_args())
+        timeout = mach._handler_timeout
+        for obj, func, is_async in entries:
+            started = time.perf_counter() if timeout else 0.0
+            try:
+                result = func(obj, event) if obj is not None else func(event)
+                if is_async:
+                    mach._start_handler_task(result, state, name)
+            except Exception as err:
+                if not mach._catch_panics:
+                    raise
+                self._panic(name, err, final=True)
+                raise _Cancel() from None
+            if timeout:
+                elapsed = time.perf_counter() - started
+                if elapsed > timeout:
+                    self._timeout(name, elapsed, final=True)
+                    raise _Cancel()
+
+    def _call_simple(self, name: str, final: bool) -> None:
+        try:
+            self._call_final(name, None)
+        except _Cancel:
+            # AnyState failed: the targets stay, as for End handlers.
+            self._recover([])
+
+    def _recover(self, revert: list[str]) -> None:
+        """Undo a failed final phase: put back `revert` and re-apply the rest.
+
+        The reference applies the recovered states twice, so an already active
+        Multi state that was called ticks by 2 twice more; this is kept so that
+        clocks match the reference.
+        """
+        mach = self.machine
+        self.canceled = True
+        revert_set = set(revert)
+        fixed = [s for s in mach._active if s not in revert_set]
+        for _ in range(2):
+            self._reapply(fixed)
+        self._log(LogLevel.OPS, "[recover] %s", " ".join(revert))
+
+    def _reapply(self, fixed: list[str]) -> None:
+        mach = self.machine
+        ticks = mach._ticks
+        previous = mach._active_set
+        multi = mach._compiled.multi
+        called_set = self.called_set
+        fixed_set = set(fixed)
+        for state in fixed:
+            if state not in previous:
+                ticks[state] += 1
+            elif state in called_set and state in multi:
+                ticks[state] += 2
+        for state in mach._active:
+            if state not in fixed_set:
+                ticks[state] += 1
+        mach._active = fixed[:]
+        mach._active_set = fixed_set
+
+    def _panic(self, name: str, err: Exception, final: bool) -> None:
+        """Handle an exception raised by a handler, as the reference does a panic."""
+        mach = self.machine
+        self.canceled = True
+        self.canceled_by = name
+        self.error = err
+        mach._err = err
+        self._log(LogLevel.OPS, "[cancel] (%s) by recover", " ".join(self.targets))
+        mach._log_error(
+            "handler %s of machine %s raised %s: %s",
+            name,
+            mach.id,
+            type(err).__name__,
+            err,
+            exc=err,
+        )
+        if EXCEPTION in self.called_set:
+            # No Exception for a failure while handling Exception itself.
+            return
+        args = {
+            "err": err,
+            "err_trace": "".join(traceback.format_exception(err)),
+            "panic": {
+                "handler": name,
+                "called": list(self.called),
+                "before": list(self.before),
+                "final": final,
+            },
+        }
+        mach._prepend(Mutation(ADD, (EXCEPTION,), args))
+
+    def _timeout(self, name: str, elapsed: float, final: bool) -> None:
+        mach = self.machine
+        self.canceled = True
+        self.canceled_by = name
+        err = HandlerTimeoutError(
+            f"handler {name} of machine {mach.id} ran {elapsed * 1000:.0f} ms, "
+            f"over the handler timeout of {mach._handler_timeout * 1000:.0f} ms"
+        )
+        self.error = err
+        self._log(LogLevel.OPS, "[cancel] (%s) by timeout", " ".join(self.targets))
+        self._log(LogLevel.DECISIONS, "[handler:timeout]: %s", name)
+        mach._internal_error(err)
+        if elapsed > mach._handler_deadline:
+            mach._deadline_exceeded(err)
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        mach = self.machine
+        if mach._log_level >= level:
+            mach._emit(level, message, args)
+            if self.log_lines is not None:
+                self.log_lines.append(message % args if args else message)

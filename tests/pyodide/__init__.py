@@ -1,0 +1,1 @@
+"""Tests that run the core inside Pyodide under Node.js."""

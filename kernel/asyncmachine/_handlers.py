@@ -99,7 +99,7 @@ class DispatchTable:
         for group in groups:
             names |= group.names()
         self.names = frozenset(names)
-        self.pair_names: dict[str, dict[str, str]] | None = None
+        self.pair_names: dict[str, dict[str, str]] = {}
 
     def get(self, name: str) -> tuple[tuple[Any, Any, bool], ...]:
         """Return the handlers for one event name, in binding order."""
@@ -120,8 +120,6 @@ class DispatchTable:
     def pair_row(self, x: str, state_names: tuple[str, ...]) -> dict[str, str]:
         """Map each state Y to "XY" where a state-state handler "XY" exists."""
         pairs = self.pair_names
-        if pairs is None:
-            pairs = self.pair_names = {}
         row = pairs.get(x)
         if row is None:
             handler_names = self.names

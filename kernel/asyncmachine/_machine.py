@@ -575,11 +575,15 @@ class Machine:
         self._group_seq += 1
         group_id = f"{type(handlers).__name__}-{self._group_seq}"
         group = HandlerGroup(group_id, handlers, prefix)
-        for name, (func, is_async) in {
+        for name, (_func, is_async) in {
             **group.class_index,
             **group.instance_index,
         }.items():
-            if is_async and not is_final_name(name):
+            if (
+                is_async
+                and not is_final_name(name)
+                and self._is_handler_name(name[len(prefix or "") :])
+            ):
                 raise TypeError(
                     f"handler {name} of {type(handlers).__name__} is async, but "
                     f"negotiation handlers must be plain functions returning a bool; "
@@ -596,6 +600,16 @@ class Machine:
             # The reference re-adds the last error for the first bound group.
             self.add_err(self._err)
         return group_id
+
+    def _is_handler_name(self, name: str) -> bool:
+        """Whether `name` is a negotiation handler name for this machine's states."""
+        if name == "AnyEnter":
+            return True
+        ticks = self._ticks
+        for suffix in ("Enter", "Exit"):
+            if name.endswith(suffix) and name[: -len(suffix)] in ticks:
+                return True
+        return any(name.startswith(x) and name[len(x) :] in ticks for x in ticks)
 
     def detach_handlers(self, group_id: str) -> None:
         """Detach the handler group `group_id`."""

@@ -393,7 +393,7 @@ class Transition:
             self._final_phase(dispatch)
 
         if not self.canceled and mach._dispatch is not None:
-            self._call_simple("AnyState", final=True)
+            self._call_any_state()
 
         if self.canceled:
             self.accepted = False
@@ -451,58 +451,104 @@ class Transition:
         """Run the negotiation handlers; return False when the transition is canceled."""
         mach = self.machine
         compiled = mach._compiled
-        is_auto = self.mutation.auto
+        dispatch = mach._dispatch
+        if dispatch is None:
+            # Only reached at log level EVERYTHING: log the names, call nothing.
+            for name in self._negotiation_names():
+                self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+            if self.mutation.auto and not self.targets:
+                self._cancel("no targets left")
+                return False
+            return True
+        verbose = mach._log_level >= LogLevel.EVERYTHING
+        cache = dispatch.cache
+        lookup = dispatch.get
         call = self._call_negotiation
+        targets_set = self.targets_set
         try:
             exit_names = compiled.exit_names
             for state in self.exits:
-                call(exit_names[state], None)
+                name = exit_names[state]
+                if verbose:
+                    self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+                entries = cache.get(name)
+                if entries is None:
+                    entries = lookup(name)
+                if entries:
+                    call(name, entries, None)
             enter_names = compiled.enter_names
             for state in self.enters:
-                if state in self.targets_set:
-                    call(enter_names[state], state)
-            dispatch = mach._dispatch
+                if state not in targets_set:
+                    continue
+                name = enter_names[state]
+                if verbose:
+                    self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+                entries = cache.get(name)
+                if entries is None:
+                    entries = lookup(name)
+                if entries:
+                    call(name, entries, state)
+            pairs = dispatch.pair_names
+            names = compiled.names
             before_set = self.before_set
             if self.mutation.type is not REMOVE:
                 for state in list(self.targets):
-                    if state in before_set and state in self.targets_set:
-                        call(state + state, state)
-            if dispatch is not None:
-                names = compiled.names
-                for x in self.before:
-                    row = dispatch.pair_row(x, names)
-                    if not row:
+                    if state not in before_set or state not in targets_set:
                         continue
-                    for y in list(self.targets):
-                        if y != x and y in row and y in self.targets_set:
-                            call(row[y], y)
-            elif mach._log_level >= LogLevel.EVERYTHING:
-                for x in self.before:
-                    for y in list(self.targets):
-                        if y != x:
-                            call(x + y, y)
-            if is_auto and not self.targets:
+                    if verbose:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", state + state)
+                    row = pairs.get(state)
+                    if row is None:
+                        row = dispatch.pair_row(state, names)
+                    if state in row:
+                        name = row[state]
+                        call(name, lookup(name), state)
+            for x in self.before:
+                row = pairs.get(x)
+                if row is None:
+                    row = dispatch.pair_row(x, names)
+                if not row and not verbose:
+                    continue
+                for y in list(self.targets):
+                    if y == x or y not in targets_set:
+                        continue
+                    if verbose:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", x + y)
+                    if y in row:
+                        name = row[y]
+                        call(name, lookup(name), y)
+            if self.mutation.auto and not self.targets:
                 self._cancel("no targets left")
                 return False
-            call("AnyEnter", None)
+            if verbose:
+                self._log(LogLevel.EVERYTHING, "[handle] %s", "AnyEnter")
+            entries = cache.get("AnyEnter")
+            if entries is None:
+                entries = lookup("AnyEnter")
+            if entries:
+                call("AnyEnter", entries, None)
         except _Cancel:
             return False
         return True
 
-    def _call_negotiation(self, name: str, auto_state: str | None) -> None:
+    def _negotiation_names(self) -> list[str]:
+        names = [s + "Exit" for s in self.exits]
+        names += [s + "Enter" for s in self.enters]
+        if self.mutation.type is not REMOVE:
+            names += [s + s for s in self.targets if s in self.before_set]
+        names += [x + y for x in self.before for y in self.targets if x != y]
+        names.append("AnyEnter")
+        return names
+
+    def _call_negotiation(
+        self, name: str, entries: tuple[Any, ...], auto_state: str | None
+    ) -> None:
         """Call one negotiation handler; raise _Cancel when the transition ends."""
         mach = self.machine
-        dispatch = mach._dispatch
-        if mach._log_level >= LogLevel.EVERYTHING:
-            self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-        if dispatch is None:
-            return
-        entries = dispatch.get(name)
-        if not entries:
-            return
         if mach._log_level >= LogLevel.OPS:
             self._log(LogLevel.OPS, "[handler] %s", name)
-        event = Event(name, mach, self, self._event_args())
+        args = self._args
+        event = Event(name, mach, self, {} if args is None else args)
         timeout = mach._handler_timeout
         for obj, func, _is_async in entries:
             started = time.perf_counter() if timeout else 0.0
@@ -540,11 +586,6 @@ class Transition:
         self.canceled_by = by
         if self.machine._log_level >= LogLevel.OPS:
             self._log(LogLevel.OPS, "[cancel] (%s) by %s", " ".join(self.targets), by)
-
-    def _event_args(self) -> dict[str, Any]:
-        args = self._args
-        # Every handler of an auto transition gets its own empty args.
-        return {} if args is None else args
 
     def _apply(self) -> None:
         """Make the targets the active states and tick the clocks."""
@@ -609,40 +650,66 @@ class Transition:
     def _final_phase(self, dispatch: bool) -> None:
         mach = self.machine
         compiled = mach._compiled
-        end_names = compiled.end_names
-        state_names = compiled.state_names
-        finals = self.exits + self.enters
+        table = mach._dispatch
+        verbose = mach._log_level >= LogLevel.EVERYTHING
+        exits = self.exits
+        enters = self.enters
         position = 0
         try:
-            if dispatch:
-                for state in self.exits:
-                    self._call_final(end_names[state], state)
+            if table is not None:
+                cache = table.cache
+                lookup = table.get
+                call = self._call_final
+                end_names = compiled.end_names
+                for state in exits:
+                    name = end_names[state]
+                    if verbose:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+                    entries = cache.get(name)
+                    if entries is None:
+                        entries = lookup(name)
+                    if entries:
+                        call(name, entries, state)
                     position += 1
-            for state in self.enters:
-                if dispatch:
-                    self._call_final(state_names[state], state)
-                if mach._args_waiters:
-                    mach._match_args_waiters(state, self._args)
-                position += 1
+                state_names = compiled.state_names
+                for state in enters:
+                    name = state_names[state]
+                    if verbose:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", name)
+                    entries = cache.get(name)
+                    if entries is None:
+                        entries = lookup(name)
+                    if entries:
+                        call(name, entries, state)
+                    if mach._args_waiters:
+                        mach._match_args_waiters(state, self._args)
+                    position += 1
+            else:
+                if verbose:
+                    for state in exits:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", state + "End")
+                position = len(exits)
+                for state in enters:
+                    if verbose:
+                        self._log(LogLevel.EVERYTHING, "[handle] %s", state + "State")
+                    if mach._args_waiters:
+                        mach._match_args_waiters(state, self._args)
+                    position += 1
         except _Cancel:
             # A State handler failed: that state and every later one go back.
             # An End handler failure keeps all targets, as the reference does.
-            marker_failed = position >= len(self.exits)
+            finals = exits + enters
+            marker_failed = position >= len(exits)
             self._recover(finals[position:] if marker_failed else [])
 
-    def _call_final(self, name: str, state: str | None) -> None:
+    def _call_final(
+        self, name: str, entries: tuple[Any, ...], state: str | None
+    ) -> None:
         mach = self.machine
-        dispatch = mach._dispatch
-        if mach._log_level >= LogLevel.EVERYTHING:
-            self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-        if dispatch is None:
-            return
-        entries = dispatch.get(name)
-        if not entries:
-            return
         if mach._log_level >= LogLevel.OPS:
             self._log(LogLevel.OPS, "[handler] %s", name)
-        event = Event(name, mach, self, self._event_args())
+        args = self._args
+        event = Event(name, mach, self, {} if args is None else args)
         timeout = mach._handler_timeout
         for obj, func, is_async in entries:
             started = time.perf_counter() if timeout else 0.0
@@ -661,9 +728,19 @@ class Transition:
                     self._timeout(name, elapsed, final=True)
                     raise _Cancel()
 
-    def _call_simple(self, name: str, final: bool) -> None:
+    def _call_any_state(self) -> None:
+        table = self.machine._dispatch
+        if self.machine._log_level >= LogLevel.EVERYTHING:
+            self._log(LogLevel.EVERYTHING, "[handle] %s", "AnyState")
+        if table is None:
+            return
+        entries = table.cache.get("AnyState")
+        if entries is None:
+            entries = table.get("AnyState")
+        if not entries:
+            return
         try:
-            self._call_final(name, None)
+            self._call_final("AnyState", entries, None)
         except _Cancel:
             # AnyState failed: the targets stay, as for End handlers.
             self._recover([])

@@ -8,12 +8,16 @@ A handler group is any object. Its methods named by the asyncmachine convention
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any
 
 __all__ = ["HandlerGroup", "DispatchTable", "is_final_name"]
 
 _FINAL_SUFFIXES = ("State", "End")
-_class_index_cache: dict[type, dict[str, tuple[Any, bool]]] = {}
+# Weak keys, so classes made at run time (one per handler set) can be freed.
+_class_index_cache: weakref.WeakKeyDictionary[type, dict[str, tuple[Any, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def is_final_name(name: str) -> bool:

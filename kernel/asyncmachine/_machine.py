@@ -115,7 +115,7 @@ class Machine:
         "_active_set",
         "_queue",
         "_queue_tick",
-        "_queued_count",
+        "_next_tick",
         "_machine_tick",
         "_processing",
         "_lock",
@@ -181,7 +181,8 @@ class Machine:
         self._active_set: set[str] = set()
         self._queue: deque[Mutation] = deque()
         self._queue_tick = 1
-        self._queued_count = 0
+        # The queue tick the next appended mutation gets.
+        self._next_tick = 2
         self._machine_tick = 0
         self._processing = False
         self._lock = threading.Lock()
@@ -455,8 +456,8 @@ class Machine:
                                 (mtype.value, " ".join(called)),
                             )
                         return EXECUTED
-            self._queued_count += 1
-            mutation.queue_tick = self._queue_tick + self._queued_count
+            mutation.queue_tick = self._next_tick
+            self._next_tick += 1
             queue.append(mutation)
             if self._log_level >= LogLevel.OPS:
                 self._emit(
@@ -525,14 +526,18 @@ class Machine:
         lock = self._lock
         try:
             while True:
-                with lock:
-                    if not queue:
-                        self._processing = False
-                        break
+                # Only the thread that set _processing pops, so popping needs no
+                # lock; going idle does, so that no appended mutation is missed.
+                try:
                     mutation = queue.popleft()
-                    if mutation.queue_tick:
-                        self._queue_tick += 1
-                        self._queued_count -= 1
+                except IndexError:
+                    with lock:
+                        if queue:
+                            continue
+                        self._processing = False
+                    break
+                if mutation.queue_tick:
+                    self._queue_tick += 1
                 tx = Transition(self, mutation)
                 self._transition = tx
                 try:
@@ -1341,7 +1346,7 @@ class Machine:
         with self._lock:
             dropped = len(self._queue)
             self._queue.clear()
-            self._queued_count = 0
+            self._next_tick = self._queue_tick + 1
         self._log_error(
             "machine %s: handler deadline passed, %d queued mutations dropped, "
             "mutations rejected for %.1f s",
@@ -1413,7 +1418,7 @@ class Machine:
         self._disposed = True
         with self._lock:
             self._queue.clear()
-            self._queued_count = 0
+            self._next_tick = self._queue_tick + 1
         for tracer in self._tracers:
             tracer.machine_dispose(self._id)
         self._groups = []

@@ -276,7 +276,7 @@ class Compiled:
         "exit_names",
         "state_names",
         "end_names",
-        "pair_names",
+        "plans",
         "__weakref__",
     )
 
@@ -309,7 +309,8 @@ class Compiled:
         self.exit_names = {n: n + "Exit" for n in names}
         self.state_names = {n: n + "State" for n in names}
         self.end_names = {n: n + "End" for n in names}
-        self.pair_names: dict[str, dict[str, str]] = {}
+        # Resolution outcomes by (mutation type, called, active states).
+        self.plans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 def _require_topology(

@@ -31,6 +31,8 @@ __all__ = ["Transition"]
 
 _ids = itertools.count(1)
 _HEALTH_STATES = ("Healthcheck", "Heartbeat")
+# Resolution outcomes kept per schema; the cache is emptied when full.
+_PLAN_CACHE_SIZE = 4096
 
 
 class _Cancel(Exception):
@@ -69,6 +71,7 @@ class Transition:
         "_args",
         "_ticks_after",
         "log_lines",
+        "_mark",
     )
 
     def __init__(self, machine: Machine, mutation: Mutation) -> None:
@@ -101,6 +104,8 @@ class Transition:
         self._args = args
         self._ticks_after: dict[str, int] | None = None
         self.log_lines: list[str] | None = None
+        # perf_counter() after the last handler, to time handlers with one read.
+        self._mark = 0.0
 
     # Public views
 
@@ -176,9 +181,14 @@ class Transition:
 
     # Target resolution
 
-    def _states_to_set(self, mtype: Any, called: tuple[str, ...] | list[str]) -> list:
+    def _states_to_set(self, mtype: Any, called: Any) -> list[str]:
+        """Return the states to resolve, without duplicates: called ones first."""
         if mtype is ADD:
-            return [*called, *self.before]
+            before = self.before
+            called_set = self.called_set if called is self.called else set(called)
+            if called_set.isdisjoint(before):
+                return [*called, *before]
+            return [*called, *[s for s in before if s not in called_set]]
         if mtype is REMOVE:
             called_set = self.called_set
             return [s for s in self.before if s not in called_set]
@@ -210,6 +220,13 @@ class Transition:
         requires = self.machine._compiled.requires
         if not requires:
             return names
+        present = set(names)
+        for name in names:
+            required = requires.get(name)
+            if required is not None and not present.issuperset(required):
+                break
+        else:
+            return names
         while True:
             present = set(names)
             kept = []
@@ -232,7 +249,7 @@ class Transition:
 
     def _resolve(self, to_set: list[str]) -> list[str]:
         compiled = self.machine._compiled
-        names = _dedup(to_set)
+        names = to_set
         if compiled.has_adds:
             names = _dedup(self._expand_add(names))
         names = self._drop_missing_requires(names)
@@ -264,12 +281,14 @@ class Transition:
                             )
                         continue
                 survivors.append(name)
-            removes = compiled.removes
+            # Survivors never remove each other, so this only filters new names.
             removed_by_survivors: set[str] = set()
-            for name in survivors:
-                removed = removes.get(name)
-                if removed is not None:
-                    removed_by_survivors |= removed
+            if compiled.has_adds:
+                removes = compiled.removes
+                for name in survivors:
+                    removed = removes.get(name)
+                    if removed is not None:
+                        removed_by_survivors |= removed
         else:
             survivors = names[::-1]
             removed_by_survivors = set()
@@ -337,9 +356,25 @@ class Transition:
                     src.mach_time,
                 )
 
-        targets = self._resolve(self._states_to_set(mtype, called))
-        self.targets = targets
-        targets_set = self.targets_set = set(targets)
+        # Resolution depends only on the mutation and the ordered active states,
+        # so its outcome is cached per schema unless it must log its reasoning.
+        use_cache = log_level < LogLevel.OPS
+        plan = None
+        if use_cache:
+            key = (mtype, called, tuple(self.before))
+            plan = compiled.plans.get(key)
+        if plan is None:
+            plan = self._plan(self._states_to_set(mtype, called))
+            if use_cache:
+                plans = compiled.plans
+                if len(plans) >= _PLAN_CACHE_SIZE:
+                    plans.clear()
+                plans[key] = plan
+        targets_tuple, not_accepted, exits, enters = plan
+        targets = self.targets = list(targets_tuple)
+        self.targets_set = set(targets_tuple)
+        self.exits = exits
+        self.enters = enters
         if log_level >= LogLevel.OPS and mtype is not REMOVE:
             implied = [t for t in targets if t not in self.called_set]
             implied = [t for t in implied if t not in self.before_set]
@@ -349,16 +384,14 @@ class Transition:
         # Acceptance
         if mtype is REMOVE:
             accepted = True
+        elif not not_accepted:
+            accepted = True
+        elif mutation.auto:
+            accepted = len(not_accepted) < len(called)
         else:
-            not_accepted = [s for s in called if s not in targets_set]
-            if mutation.auto:
-                accepted = len(not_accepted) < len(called)
-            elif not_accepted:
-                accepted = mutation.check and not compiled.multi.isdisjoint(called)
-            else:
-                accepted = True
-            if not accepted:
-                self._log(LogLevel.OPS, "[cancel:reject] %s", " ".join(not_accepted))
+            accepted = mutation.check and not compiled.multi.isdisjoint(called)
+        if not accepted:
+            self._log(LogLevel.OPS, "[cancel:reject] %s", " ".join(not_accepted))
 
         tracers = mach._tracers
         if tracers:
@@ -369,7 +402,6 @@ class Transition:
             self.canceled = True
             return self._finish(CANCELED)
 
-        self._compute_exits_enters()
         dispatch = mach._dispatch is not None or log_level >= LogLevel.EVERYTHING
         if dispatch and not self._negotiate():
             return self._finish(CANCELED)
@@ -382,9 +414,13 @@ class Transition:
             rejected = [s for s in called if s not in self.targets_set]
             if rejected:
                 kept = [s for s in called if s in self.targets_set]
-                self.targets = self._resolve(self._states_to_set(ADD, kept))
-                self.targets_set = set(self.targets)
-                self._compute_exits_enters()
+                targets_tuple, _, exits, enters = self._plan(
+                    self._states_to_set(ADD, kept)
+                )
+                self.targets = list(targets_tuple)
+                self.targets_set = set(targets_tuple)
+                self.exits = exits
+                self.enters = enters
 
         self._apply()
         self.accepted = True
@@ -392,8 +428,11 @@ class Transition:
         if dispatch or mach._args_waiters:
             self._final_phase(dispatch)
 
-        if not self.canceled and mach._dispatch is not None:
-            self._call_any_state()
+        table = mach._dispatch
+        if not self.canceled and table is not None:
+            entries = table.cache.get("AnyState")
+            if entries is None or entries or log_level >= LogLevel.EVERYTHING:
+                self._call_any_state()
 
         if self.canceled:
             self.accepted = False
@@ -429,23 +468,34 @@ class Transition:
         self.completed = True
         mach = self.machine
         if mach._tracers:
+            self._trace_end(result)
+        return result
+
+    def _trace_end(self, result: Any) -> None:
+        mach = self.machine
+        if mach._tracers:
             self._ticks_after = mach._ticks.copy()
             for tracer in mach._tracers:
                 tracer.transition_end(self, result)
-        return result
 
-    def _compute_exits_enters(self) -> None:
-        targets_set = self.targets_set
+    def _plan(
+        self, to_set: list[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...], list[str], list[str]]:
+        """Resolve targets; return (targets, not accepted, exits, enters)."""
+        targets = self._resolve(to_set)
+        targets_set = set(targets)
+        not_accepted = tuple(s for s in self.called if s not in targets_set)
         exits = [s for s in self.before if s not in targets_set]
-        self.exits = self._sort_for_handlers(exits)
+        exits = self._sort_for_handlers(exits)
         before_set = self.before_set
         multi = self.machine._compiled.multi
         called_set = self.called_set
-        self.enters = [
+        enters = [
             s
-            for s in self.targets
+            for s in targets
             if s not in before_set or (s in multi and s in called_set)
         ]
+        return tuple(targets), not_accepted, exits, enters
 
     def _negotiate(self) -> bool:
         """Run the negotiation handlers; return False when the transition is canceled."""
@@ -464,6 +514,8 @@ class Transition:
         cache = dispatch.cache
         lookup = dispatch.get
         call = self._call_negotiation
+        if mach._handler_timeout:
+            self._mark = time.perf_counter()
         targets_set = self.targets_set
         try:
             exit_names = compiled.exit_names
@@ -551,7 +603,6 @@ class Transition:
         event = Event(name, mach, self, {} if args is None else args)
         timeout = mach._handler_timeout
         for obj, func, _is_async in entries:
-            started = time.perf_counter() if timeout else 0.0
             try:
                 result = func(obj, event) if obj is not None else func(event)
             except Exception as err:
@@ -560,7 +611,9 @@ class Transition:
                 self._panic(name, err, final=False)
                 raise _Cancel() from None
             if timeout:
-                elapsed = time.perf_counter() - started
+                now = time.perf_counter()
+                elapsed = now - self._mark
+                self._mark = now
                 if elapsed > timeout:
                     self._timeout(name, elapsed, final=False)
                     raise _Cancel()
@@ -655,6 +708,8 @@ class Transition:
         exits = self.exits
         enters = self.enters
         position = 0
+        if mach._handler_timeout:
+            self._mark = time.perf_counter()
         try:
             if table is not None:
                 cache = table.cache
@@ -712,7 +767,6 @@ class Transition:
         event = Event(name, mach, self, {} if args is None else args)
         timeout = mach._handler_timeout
         for obj, func, is_async in entries:
-            started = time.perf_counter() if timeout else 0.0
             try:
                 result = func(obj, event) if obj is not None else func(event)
                 if is_async:
@@ -723,7 +777,9 @@ class Transition:
                 self._panic(name, err, final=True)
                 raise _Cancel() from None
             if timeout:
-                elapsed = time.perf_counter() - started
+                now = time.perf_counter()
+                elapsed = now - self._mark
+                self._mark = now
                 if elapsed > timeout:
                     self._timeout(name, elapsed, final=True)
                     raise _Cancel()

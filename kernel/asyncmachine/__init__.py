@@ -14,7 +14,7 @@ mutation really does, and every state carries a logical clock::
 """
 
 from ._errors import HandlerTimeoutError, SchemaError, StateError
-from ._machine import Machine
+from ._machine import Machine, machines
 from ._schema import (
     EXCEPTION,
     State,
@@ -49,6 +49,7 @@ __all__ = [
     "Transition",
     "Waiter",
     "extend_state",
+    "machines",
     "merge_schemas",
     "set_state",
 ]

@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
@@ -33,9 +34,18 @@ from ._types import (
 )
 from ._waits import StateContext, Waiter, call_in_loop
 
-__all__ = ["Machine"]
+__all__ = ["Machine", "machines"]
 
 logger = logging.getLogger("asyncmachine.machine")
+# Live machines of this process by id, for shells and notebooks; weak, so a
+# machine that is no longer referenced elsewhere disappears from it.
+_registry: weakref.WeakValueDictionary[str, Machine] = weakref.WeakValueDictionary()
+
+
+def machines() -> list[Machine]:
+    """Return the live, not disposed machines of this process, sorted by id."""
+    found = [m for m in list(_registry.values()) if not m.is_disposed()]
+    return sorted(found, key=lambda m: m.id)
 
 _STD_LEVELS = {
     LogLevel.EXTERNAL: logging.INFO,
@@ -217,6 +227,7 @@ class Machine:
         self._groups_meta: tuple[dict[str, list[str]], list[str]] = ({}, [])
         self._internal_errors: deque[BaseException] = deque(maxlen=100)
 
+        _registry[id] = self
         for tracer in tracers:
             self.add_tracer(tracer)
         if compiled.errors:

@@ -397,6 +397,50 @@ class Machine:
         )
         return self._enqueue(mutation, _K_ERR, checked=True)
 
+    def sync_clock(
+        self,
+        clock: Mapping[str, int] | Iterable[int],
+        *,
+        queue_tick: int | None = None,
+        machine_tick: int | None = None,
+    ) -> Result:
+        """Apply ticks decided elsewhere, as mirrors of remote machines do.
+
+        `clock` maps state names to ticks, or lists ticks in state order. The change
+        runs as one queued transition: contexts end, waiters resolve, and the final
+        handlers (End, State, AnyState) of the changed states run, but no
+        negotiation and no relations, since the source machine applied them.
+
+        Raises:
+            StateError: a name is not a state of this machine.
+            ValueError: a tick is negative, or lower than the current tick.
+        """
+        if isinstance(clock, Mapping):
+            ticks = dict(clock)
+            self._parse_states(list(ticks))
+        else:
+            values = list(clock)
+            names = self._compiled.names
+            if len(values) != len(names):
+                raise ValueError(
+                    f"sync_clock got {len(values)} ticks, machine {self._id!r} has "
+                    f"{len(names)} states"
+                )
+            ticks = dict(zip(names, values, strict=True))
+        for name, tick in ticks.items():
+            if type(tick) is not int or tick < 0:
+                raise ValueError(f"tick of {name!r} must be an int >= 0, got {tick!r}")
+        if self._disposing:
+            return CANCELED
+        mutation = Mutation(SET, (), None)
+        mutation.clock = (ticks, queue_tick, machine_tick)
+        with self._lock:
+            self._queue.append(mutation)
+            if self._processing:
+                return Result(2)
+            self._processing = True
+        return self._drain()
+
     def can_add(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None
     ) -> Result:

@@ -340,6 +340,8 @@ class Transition:
         called = self.called
         log_level = mach._log_level
         self.log_lines = [] if mach._tracers else None
+        if mutation.clock is not None:
+            return self._run_sync()
 
         if log_level >= LogLevel.OPS:
             if mutation.auto:
@@ -446,6 +448,73 @@ class Transition:
             mach._queue_auto()
 
         return self._finish(self._result())
+
+    def _run_sync(self) -> Any:
+        """Apply ticks received from a state source, as one synthetic transition.
+
+        States whose tick grew to an odd value were activated (a growth of 2 or
+        more while staying odd is a Multi re-entry); those that grew to an even
+        value were deactivated. Only final handlers run, because the source
+        already negotiated the change.
+        """
+        mach = self.machine
+        compiled = mach._compiled
+        new_ticks, queue_tick, machine_tick = self.mutation.clock  # type: ignore[misc]
+        ticks = mach._ticks
+        activated = []
+        deactivated = []
+        for name in compiled.names:
+            new = new_ticks.get(name)
+            if new is None:
+                continue
+            old = ticks[name]
+            if new == old:
+                continue
+            ticks[name] = new
+            if new % 2 == 1:
+                activated.append(name)
+            elif old % 2 == 1 or new - old >= 2:
+                # Went inactive, or flashed active and inactive between syncs.
+                deactivated.append(name)
+        if queue_tick is not None:
+            mach._queue_tick = queue_tick
+            mach._next_tick = max(mach._next_tick, queue_tick + 1)
+        if machine_tick is not None:
+            mach._machine_tick = machine_tick
+        active = [n for n in compiled.names if ticks[n] % 2 == 1]
+        mach._active = active
+        mach._active_set = set(active)
+        self.called = tuple(activated)
+        self.called_set = frozenset(activated)
+        self.targets = active[:]
+        self.targets_set = set(active)
+        self.exits = deactivated
+        self.enters = activated
+        self.activated = activated
+        self.deactivated = deactivated
+        self.tick_changed = bool(activated or deactivated)
+        self.applied = True
+        self.accepted = True
+        if mach._tracers:
+            for tracer in mach._tracers:
+                tracer.transition_start(self)
+        if mach._log_level >= LogLevel.CHANGES and self.tick_changed:
+            parts = [f"+{s}" for s in activated] + [f"-{s}" for s in deactivated]
+            self._log(LogLevel.CHANGES, "[sync] %s", " ".join(parts))
+        contexts = mach._contexts
+        if contexts:
+            for state in activated + deactivated:
+                ctx = contexts.pop(state, None)
+                if ctx is not None:
+                    ctx._resolve()
+        dispatch = mach._dispatch is not None
+        if self.tick_changed and (dispatch or mach._args_waiters):
+            self._final_phase(dispatch)
+            if not self.canceled and dispatch:
+                self._call_any_state()
+        # A failed network handler does not undo what the source decided.
+        self.canceled = False
+        return self._finish(EXECUTED)
 
     def _result(self) -> Any:
         if self.canceled:

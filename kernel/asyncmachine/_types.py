@@ -102,7 +102,16 @@ class Source(NamedTuple):
 class Mutation:
     """A request to change the active states, as it sits in the queue."""
 
-    __slots__ = ("type", "called", "args", "auto", "check", "source", "queue_tick")
+    __slots__ = (
+        "type",
+        "called",
+        "args",
+        "auto",
+        "check",
+        "source",
+        "queue_tick",
+        "clock",
+    )
 
     def __init__(
         self,
@@ -122,6 +131,9 @@ class Mutation:
         self.source = source
         # 0 for prepended mutations, which get no queue tick.
         self.queue_tick = queue_tick
+        # For a clock sync (see Machine.sync_clock): new ticks by state and the
+        # source's queue and machine ticks.
+        self.clock: tuple[dict[str, int], int | None, int | None] | None = None
 
     def __repr__(self) -> str:
         flags = ""

@@ -49,7 +49,9 @@ class BarHandlers:
 
 
 class ServerWatcher:
-    """The bar side's handlers bound to ``server-foo``: it shows foo's moods.
+    """Handlers bound to ``server-foo`` on behalf of a bar page.
+
+    They print "foo is bored" when foo becomes ``Bored``.
 
     Args:
         page_id: the id of the bar machine that watches.

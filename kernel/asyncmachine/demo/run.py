@@ -1,6 +1,6 @@
 """The in-process foo/bar scenario: both machines in one asyncio loop.
 
-Flow: a scripted user submits messages in ``browser-bar-<id>``; each one
+Flow: a scripted user submits messages in ``browser-bar-<id>``. Each one
 becomes ``Msg`` in bar and in ``server-foo``, which prints it. foo sends
 "hello" to bar every ``hello_every`` seconds until bar's ``Msg`` tick reaches
 ``hello_limit``. After ``bored_after`` seconds without a message foo becomes
@@ -49,7 +49,8 @@ class DemoConfig:
     def time_limit(self) -> float:
         """Return ``timeout``, or an estimate of the run's length times 4 plus 10 s.
 
-        The estimate assumes the worst case of one hello per Msg tick step.
+        The estimate allows for ``hello_limit // 2 + 1`` hellos, the most that
+        can be sent before bar's ``Msg`` tick reaches the limit.
         """
         if self.timeout is not None:
             return self.timeout
@@ -80,7 +81,9 @@ def new_page_id() -> str:
     return f"browser-bar-{suffix}"
 
 
-async def submit_messages(page: am.Machine, messages: tuple[str, ...], delay: float):
+async def submit_messages(
+    page: am.Machine, messages: tuple[str, ...], delay: float
+) -> None:
     """Play the user: submit each message in ``page``, ``delay`` seconds apart."""
     for text in messages:
         await asyncio.sleep(delay)
@@ -165,10 +168,10 @@ async def _wait(awaitable: Awaitable[object]) -> None:
 async def _until_bored(
     server: am.Machine, user: asyncio.Task, hellos: asyncio.Task
 ) -> int:
-    """Wait for the user and the hellos, then for ``Bored``; return the hellos.
+    """Wait for the user and the hellos, then for ``Bored``.
 
-    The last message removed ``Bored``, so the wait ends only after another
-    ``bored_after`` seconds of quiet.
+    Returns the number of hellos sent. The last message removed ``Bored``, so
+    the wait ends only after another ``bored_after`` seconds of quiet.
     """
     await user
     sent = await hellos

@@ -3,9 +3,10 @@
 Both machines share ``Start``, ``Ready``, ``Heartbeat``, ``Healthcheck``,
 ``Exception``, the error states and ``Msg`` (Multi: a message was received).
 ``server-foo`` adds ``Bored``. ``Msg`` and ``Bored`` remove each other, so the
-one added last wins: an active state's Remove relation blocks a called state,
-and ``Msg`` stays active after a message. The browser machine adds
-``SubmitMsg`` (Multi: the user submitted the input box).
+one added last wins. ``Msg`` removing ``Bored`` alone is not enough, because
+``Msg`` stays active after a message and an active state's Remove relation
+blocks a called state. The browser machine adds ``SubmitMsg`` (Multi: the user
+submitted the input box).
 """
 
 from __future__ import annotations

@@ -292,7 +292,9 @@ class Compiled:
         self.errors = errors
         self.multi = frozenset(n for n, s in schema.items() if s.multi)
         self.auto_states = tuple(n for n in names if schema[n].auto)
-        self.adds = {n: s.add for n, s in schema.items() if s.add}
+        # An unknown Add target (kept by sanitising) can never be activated.
+        adds = {n: tuple(a for a in s.add if a in schema) for n, s in schema.items()}
+        self.adds = {n: a for n, a in adds.items() if a}
         self.removes = {n: frozenset(s.remove) for n, s in schema.items() if s.remove}
         removed_by: dict[str, set[str]] = {}
         for name, removes in self.removes.items():
@@ -416,11 +418,12 @@ def _sanitise(
         remove = [r for r in dict.fromkeys(state.remove) if r != name]
         add = []
         for target in state.add:
+            # A name also in remove is kept, known or not, as the reference does;
+            # unknown ones are left out of the lookup tables (see Compiled).
             if target in remove:
                 remove.remove(target)
-            # The reference keeps an unknown name here when it was also removed;
-            # it is dropped, because an unknown target cannot be activated.
-            if target in states:
+                add.append(target)
+            elif target in states:
                 add.append(target)
         for required in state.require:
             if required in remove:

@@ -94,7 +94,7 @@ class DispatchTable:
     ``callable(event)``.
     """
 
-    __slots__ = ("groups", "cache", "names", "pair_names")
+    __slots__ = ("groups", "cache", "names", "pair_names", "_pairs_for")
 
     def __init__(self, groups: list[HandlerGroup]) -> None:
         self.groups = groups
@@ -104,6 +104,8 @@ class DispatchTable:
             names |= group.names()
         self.names = frozenset(names)
         self.pair_names: dict[str, dict[str, str]] = {}
+        # (state names, whether any handler name is two state names joined).
+        self._pairs_for: tuple[Any, bool] | None = None
 
     def get(self, name: str) -> tuple[tuple[Any, Any, bool], ...]:
         """Return the handlers for one event name, in binding order."""
@@ -120,6 +122,20 @@ class DispatchTable:
         entries = tuple(found)
         self.cache[name] = entries
         return entries
+
+    def has_pairs(self, state_names: tuple[str, ...]) -> bool:
+        """Whether some handler is a state-state or self handler ("XY", "XX")."""
+        cached = self._pairs_for
+        if cached is not None and cached[0] is state_names:
+            return cached[1]
+        known = set(state_names)
+        found = any(
+            name[:i] in known and name[i:] in known
+            for name in self.names
+            for i in range(1, len(name))
+        )
+        self._pairs_for = (state_names, found)
+        return found
 
     def pair_row(self, x: str, state_names: tuple[str, ...]) -> dict[str, str]:
         """Map each state Y to "XY" where a state-state handler "XY" exists."""

@@ -583,9 +583,9 @@ class Machine:
             while True:
                 # Only the thread that set _processing pops, so popping needs no
                 # lock; going idle does, so that no appended mutation is missed.
-                try:
+                if queue:
                     mutation = queue.popleft()
-                except IndexError:
+                else:
                     with lock:
                         if queue:
                             continue

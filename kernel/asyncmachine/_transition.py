@@ -612,7 +612,8 @@ class Transition:
             pairs = dispatch.pair_names
             names = compiled.names
             before_set = self.before_set
-            if self.mutation.type is not REMOVE:
+            has_pairs = verbose or dispatch.has_pairs(names)
+            if has_pairs and self.mutation.type is not REMOVE:
                 for state in list(self.targets):
                     if state not in before_set or state not in targets_set:
                         continue
@@ -624,7 +625,7 @@ class Transition:
                     if state in row:
                         name = row[state]
                         call(name, lookup(name), state)
-            for x in self.before:
+            for x in self.before if has_pairs else ():
                 row = pairs.get(x)
                 if row is None:
                     row = dispatch.pair_row(x, names)

@@ -3,8 +3,7 @@
 Every connection is an :class:`AsyncConnection` (an rpyc connection dispatched on
 the asyncio loop) over TCP, an aiohttp WebSocket, or the browser's WebSocket in
 Pyodide. Both ends expose an rpyc service, so one connection carries calls in both
-directions. ``rpc.wire`` (the module :mod:`asyncmachine.rpc._wire`) encodes the sync
-protocol's messages.
+directions. :mod:`asyncmachine.rpc.wire` encodes the sync protocol's messages.
 
 The WebSocket names that need aiohttp (:func:`serve_ws`, :func:`connect_ws`,
 :class:`WebSocketEndpoint`, :class:`WebSocketServer`) are imported on first use, so
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _wire as wire
+from . import wire
 from ._driver import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -41,12 +40,11 @@ from ._driver import (
     CallTimeoutError,
     ConnectionClosedError,
     ConnectionOptions,
-    FrameError,
-    FrameTooLargeError,
     SyncRequestError,
     Transport,
     resolve_service,
 )
+from ._framing import FrameError, FrameTooLargeError
 from ._transport_pyodide import connect_pyodide_ws
 from ._transport_tcp import TcpServer, connect_tcp, serve_tcp
 

@@ -2,9 +2,9 @@
 
 This is the only module of asyncmachine that touches rpyc internals, and it is
 written against rpyc 6.0.x (checked at import). A transport pushes received bytes
-into an :class:`AsyncConnection`; the connection reassembles rpyc frames, dispatches
-them from an asyncio loop callback, and hands outgoing frames to a writer task that
-awaits the transport. Nothing ever blocks the loop, so the same code runs in CPython
+into an :class:`AsyncConnection`, which reassembles rpyc frames and dispatches them
+from an asyncio loop callback. Outgoing frames go to a writer task that awaits the
+transport. Nothing ever blocks the loop, so the same code runs in CPython
 and in Pyodide, with or without JSPI.
 
 Synchronous rpyc use (``conn.root.method(...)``, ``AsyncResult.value``,
@@ -27,9 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import struct
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +39,8 @@ from rpyc.core.protocol import Connection
 from rpyc.core.service import Service, VoidService
 from rpyc.version import __version__ as _rpyc_version
 
+from ._framing import FrameDecoder, FrameError, FrameTooLargeError, encode_frame
+
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CLOSE_TIMEOUT",
@@ -51,12 +51,8 @@ __all__ = [
     "CallTimeoutError",
     "ConnectionClosedError",
     "ConnectionOptions",
-    "FrameDecoder",
-    "FrameError",
-    "FrameTooLargeError",
     "SyncRequestError",
     "Transport",
-    "encode_frame",
     "resolve_service",
 ]
 
@@ -95,7 +91,8 @@ SAFE_RPYC_CONFIG: Mapping[str, Any] = MappingProxyType(
         "import_custom_exceptions": False,
         "instantiate_custom_exceptions": False,
         "instantiate_oldstyle_exceptions": False,
-        # Tracebacks and versions would tell any peer our file paths.
+        # A traceback would show any peer our file paths, and the version our
+        # rpyc release.
         "include_local_traceback": False,
         "include_local_version": False,
         "propagate_SystemExit_locally": False,
@@ -107,15 +104,6 @@ SAFE_RPYC_CONFIG: Mapping[str, Any] = MappingProxyType(
 )
 """rpyc settings applied to every connection unless overridden."""
 
-# rpyc 6.0 frames: 4-byte big-endian payload length, 1-byte compression flag,
-# payload, and one newline byte.
-_FRAME_HEADER = struct.Struct("!LB")
-_FRAME_TRAILER = b"\n"
-FRAME_OVERHEAD = _FRAME_HEADER.size + len(_FRAME_TRAILER)
-# rpyc 6.0 compresses payloads above 3000 bytes with zlib level 1.
-_COMPRESSION_THRESHOLD = 3000
-_COMPRESSION_LEVEL = 1
-
 # Frames dispatched in one loop callback before yielding to other tasks.
 _FRAMES_PER_CALLBACK = 64
 # Upper size of one transport write when queued frames are coalesced.
@@ -126,7 +114,7 @@ _DEFAULT = object()
 
 
 class ConnectionClosedError(ConnectionError, EOFError):
-    """The connection closed before the request got its reply."""
+    """The connection is closed, or closed before a request got its reply."""
 
 
 class CallTimeoutError(TimeoutError):
@@ -134,15 +122,7 @@ class CallTimeoutError(TimeoutError):
 
 
 class SyncRequestError(RuntimeError):
-    """Something tried a blocking rpyc request on an asyncio-driven connection."""
-
-
-class FrameError(ValueError):
-    """Received bytes do not form a valid rpyc frame."""
-
-
-class FrameTooLargeError(FrameError):
-    """A frame is larger than the connection's frame size limit."""
+    """A blocking rpyc request was attempted on an asyncio-driven connection."""
 
 
 class Transport(Protocol):
@@ -156,11 +136,11 @@ class Transport(Protocol):
     async def write(self, data: bytes) -> None:
         """Send bytes, waiting while the peer is slow to read them."""
 
-    async def close(self) -> None:
-        """Close gracefully after sending what was written."""
+    async def close(self, *, abort: bool = False) -> None:
+        """Close after sending what was written, or at once when abort is set.
 
-    def abort(self) -> None:
-        """Close at once, discarding unsent bytes."""
+        An abort discards unsent bytes and must not wait for the peer.
+        """
 
 
 @dataclass(frozen=True)
@@ -231,103 +211,16 @@ def resolve_service(service: Any) -> Service:
     )
 
 
-def encode_frame(payload: bytes, *, max_frame_size: int, compress: bool) -> bytes:
-    """Frame one rpyc message the way rpyc 6.0's Channel does.
-
-    Raises:
-        FrameTooLargeError: The payload is larger than max_frame_size.
-    """
-    if len(payload) > max_frame_size:
-        raise FrameTooLargeError(
-            f"outgoing frame of {len(payload)} bytes exceeds the limit of "
-            f"{max_frame_size} bytes"
-        )
-    flag = 0
-    if compress and len(payload) > _COMPRESSION_THRESHOLD:
-        packed = zlib.compress(payload, _COMPRESSION_LEVEL)
-        if len(packed) < len(payload):
-            payload = packed
-            flag = 1
-    return b"".join((_FRAME_HEADER.pack(len(payload), flag), payload, _FRAME_TRAILER))
-
-
-class FrameDecoder:
-    """Reassembles rpyc frames from bytes split at arbitrary points.
-
-    A frame's length is checked as soon as its header arrives, so the buffer never
-    holds more than one frame of at most ``max_frame_size`` bytes plus what
-    arrived after it.
-    """
-
-    def __init__(self, max_frame_size: int) -> None:
-        self._max_frame_size = max_frame_size
-        self._buffer = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Number of received bytes that do not form a whole frame yet."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes and return the payloads of the completed frames.
-
-        Raises:
-            FrameTooLargeError: A frame announces or inflates to more than the
-                limit.
-            FrameError: A frame has an invalid compression flag, trailer or
-                compressed body, or is empty.
-        """
-        buffer = self._buffer
-        buffer += data
-        payloads = []
-        start = 0
-        while len(buffer) - start >= _FRAME_HEADER.size:
-            length, flag = _FRAME_HEADER.unpack_from(buffer, start)
-            if flag not in (0, 1):
-                raise FrameError(f"invalid compression flag {flag} in frame header")
-            if length > self._max_frame_size:
-                raise FrameTooLargeError(
-                    f"incoming frame of {length} bytes exceeds the limit of "
-                    f"{self._max_frame_size} bytes"
-                )
-            end = start + _FRAME_HEADER.size + length + len(_FRAME_TRAILER)
-            if len(buffer) < end:
-                break
-            if buffer[end - 1 : end] != _FRAME_TRAILER:
-                raise FrameError("frame does not end with a newline byte")
-            payload = bytes(buffer[start + _FRAME_HEADER.size : end - 1])
-            if flag:
-                payload = self._decompress(payload)
-            if not payload:
-                raise FrameError("empty frame")
-            payloads.append(payload)
-            start = end
-        del buffer[:start]
-        return payloads
-
-    def _decompress(self, payload: bytes) -> bytes:
-        inflater = zlib.decompressobj()
-        try:
-            data = inflater.decompress(payload, self._max_frame_size + 1)
-        except zlib.error as exc:
-            raise FrameError(f"invalid compressed frame: {exc}") from exc
-        if len(data) > self._max_frame_size or inflater.unconsumed_tail:
-            raise FrameTooLargeError(
-                f"compressed frame inflates to more than the limit of "
-                f"{self._max_frame_size} bytes"
-            )
-        if not inflater.eof:
-            raise FrameError("truncated compressed frame")
-        return data
-
-
-class _ConnectionLog(logging.LoggerAdapter):
+class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes records with the connection id and stores it as ``conn_id``."""
 
+    def __init__(self, base: logging.Logger, conn_id: str) -> None:
+        super().__init__(base, {"conn_id": conn_id})
+        self.conn_id = conn_id
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        conn_id = self.extra["conn_id"]
-        kwargs.setdefault("extra", {})["conn_id"] = conn_id
-        return f"connection {conn_id}: {msg}", kwargs
+        kwargs.setdefault("extra", {})["conn_id"] = self.conn_id
+        return f"connection {self.conn_id}: {msg}", kwargs
 
 
 class _PushChannel:
@@ -420,7 +313,7 @@ class AsyncConnection(Connection):
         self._finished_event = asyncio.Event()
 
         conn_id = f"{kind}-{next(_connection_numbers)}"
-        self._log = _ConnectionLog(logger, {"conn_id": conn_id})
+        self._log = _ConnectionLog(logger, conn_id)
         config = dict(SAFE_RPYC_CONFIG)
         config.update(self.options.rpyc_config)
         config["connid"] = conn_id
@@ -578,6 +471,18 @@ class AsyncConnection(Connection):
 
     # -- sending ------------------------------------------------------------
 
+    def _send(self, msg: int, seq: int, args: Any) -> None:
+        try:
+            super()._send(msg, seq, args)
+        except FrameTooLargeError as exc:
+            if msg != consts.MSG_REPLY:
+                raise
+            # A reply over the limit becomes an error for the caller instead of
+            # a frame the peer would reject by closing the connection.
+            self._log.warning("reply to request %d not sent: %s", seq, exc)
+            error = self._box_exc(FrameTooLargeError, exc, exc.__traceback__)
+            super()._send(consts.MSG_EXCEPTION, seq, error)
+
     def _queue_output(self, frame: bytes) -> None:
         if threading.get_ident() == self._loop_thread:
             self._output.append(frame)
@@ -603,18 +508,18 @@ class AsyncConnection(Connection):
         return b"".join(parts)
 
     async def _run_writer(self) -> None:
-        transport = self._transport
         try:
             while not self._abort_output:
                 if self._output:
-                    await transport.write(self._take_output_chunk())
+                    await self._transport.write(self._take_output_chunk())
                     continue
                 if self._finished:
                     break
                 self._output_ready.clear()
                 await self._output_ready.wait()
         except asyncio.CancelledError:
-            transport.abort()
+            # wait_closed cancels a writer stuck on a peer that stopped reading.
+            await self._close_transport(abort=True)
             raise
         except Exception as exc:
             if not self._finished:
@@ -622,14 +527,11 @@ class AsyncConnection(Connection):
                 self.close_reason = f"write failed: {exc!r}"
                 self._abort_output = True
                 self._cleanup()
-            transport.abort()
-            return
+        await self._close_transport(abort=self._abort_output)
 
-        if self._abort_output:
-            transport.abort()
-            return
+    async def _close_transport(self, *, abort: bool) -> None:
         try:
-            await transport.close()
+            await self._transport.close(abort=abort)
         except Exception as exc:
             self._log.debug("transport close failed: %r", exc)
 
@@ -691,26 +593,34 @@ class AsyncConnection(Connection):
         seq: int,
         future: asyncio.Future[Any],
         deadline: float | None,
-        what: str,
+        description: str,
         timeout: float | None,
     ) -> Any:
         try:
-            remaining = None if deadline is None else deadline - self._loop.time()
-            if remaining is not None and remaining <= 0:
-                raise CallTimeoutError(
-                    f"{what} on connection {self.conn_id} timed out after {timeout} s"
-                )
-            await asyncio.wait({future}, timeout=remaining)
-            if not future.done():
-                raise CallTimeoutError(
-                    f"{what} on connection {self.conn_id} timed out after {timeout} s"
-                )
+            await self._wait_until(future, deadline, description, timeout)
             return future.result()
         finally:
             if not future.done():
                 future.cancel()
             self._pending.pop(seq, None)
             self._request_callbacks.pop(seq, None)
+
+    async def _wait_until(
+        self,
+        future: asyncio.Future[Any],
+        deadline: float | None,
+        description: str,
+        timeout: float | None,
+    ) -> None:
+        # On timeout asyncio.wait returns and leaves the future pending, unlike
+        # wait_for, so a TimeoutError raised by the peer cannot pass for ours.
+        remaining = None if deadline is None else max(0.0, deadline - self._loop.time())
+        await asyncio.wait({future}, timeout=remaining)
+        if not future.done():
+            raise CallTimeoutError(
+                f"{description} on connection {self.conn_id} timed out "
+                f"after {timeout} s"
+            )
 
     def _deadline(self, timeout: Any) -> tuple[float | None, float | None]:
         if timeout is _DEFAULT:
@@ -742,13 +652,9 @@ class AsyncConnection(Connection):
             self._root_future = self._start_root_request()
         # Callers share one request, so a caller's timeout leaves it open.
         root_future = self._root_future
-        remaining = None if deadline is None else max(0.0, deadline - self._loop.time())
-        await asyncio.wait({root_future}, timeout=remaining)
-        if not root_future.done():
-            raise CallTimeoutError(
-                f"fetching the peer's root on connection {self.conn_id} timed out "
-                f"after {timeout} s"
-            )
+        await self._wait_until(
+            root_future, deadline, "fetching the peer's root", timeout
+        )
         return root_future.result()
 
     def _start_root_request(self) -> asyncio.Future[Any]:
@@ -766,16 +672,18 @@ class AsyncConnection(Connection):
 
         seq = self._send_request(consts.HANDLE_GETROOT, (), settle)
         self._pending[seq] = root_future
+        # Every caller may have timed out before the request fails.
+        root_future.add_done_callback(_retrieve_exception)
         return root_future
 
     async def call(self, name: str, *args: Any, timeout: Any = _DEFAULT) -> Any:
         """Call an exposed method of the peer's root service and return its result.
 
         ``name`` is the method name with or without the ``exposed_`` prefix.
-        Arguments must be values rpyc passes by value (None, bool, int, float,
-        complex, str, bytes, and tuples or frozensets of these); anything else
-        would reach the peer as a reference it could only use with blocking
-        requests.
+        Arguments must be values that rpyc passes by value: None, bool, int,
+        float, complex, str, bytes, and tuples or frozensets of these. Anything
+        else would reach the peer as a reference, which it could only use with
+        blocking requests.
 
         Args:
             name: Method name on the peer's service.
@@ -847,7 +755,7 @@ class AsyncConnection(Connection):
             self._notify_task = None
 
     async def ping(self, *, timeout: Any = _DEFAULT) -> None:
-        """Check that the peer answers requests.
+        """Send a ping request and wait for the peer's echo.
 
         Raises:
             CallTimeoutError: No echo within the timeout.
@@ -886,7 +794,7 @@ class AsyncConnection(Connection):
         )
 
     def _netref_factory(self, id_pack: tuple[Any, ...]) -> Any:
-        # rpyc asks the peer for a new class's method names with a blocking
+        # rpyc requests a new class's method names from the peer with a blocking
         # request. A proxy class without methods avoids it: references are only
         # used as call targets here.
         name_pack, class_id = id_pack[0], id_pack[1]
@@ -1000,6 +908,11 @@ class AsyncConnection(Connection):
 
 def _ignore_reply(is_error: bool, value: Any) -> None:
     pass
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _check_by_value(name: Any, args: tuple[Any, ...]) -> None:

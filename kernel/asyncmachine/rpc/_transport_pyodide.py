@@ -2,13 +2,13 @@
 
 Uses the same :class:`AsyncConnection` as the CPython transports. The JavaScript
 event handlers only copy bytes into the connection's queue and schedule loop
-callbacks; frames are dispatched by the asyncio loop (Pyodide's WebLoop), so
-nothing depends on JSPI and synchronous rpyc use raises a clear error instead of
+callbacks. Frames are dispatched by the asyncio loop (Pyodide's WebLoop), so
+nothing depends on JSPI, and synchronous rpyc use raises a clear error instead of
 hanging. Pyodide-only modules are imported inside functions, so this module
 imports in CPython too.
 
-NOTE: this transport has not run in a browser or under Pyodide yet. The driver
-code path it uses is tested in CPython over TCP and aiohttp WebSockets.
+NOTE: tested in Pyodide 314.0.6 under Node.js 20, with Node's WebSocket in place of
+the browser's, with JSPI off. It has not run in a browser yet.
 
 Usage (in a JupyterLite cell)::
 
@@ -134,10 +134,8 @@ class _BrowserWebSocketTransport:
         array.assign(data)
         self._ws.send(array)
 
-    async def close(self) -> None:
-        self._ws.close()
-
-    def abort(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        # The browser has no abort: it sends queued bytes, then closes.
         self._ws.close()
 
 
@@ -171,7 +169,7 @@ async def connect_pyodide_ws(
     try:
         await asyncio.wait_for(asyncio.shield(transport.opened), connect_timeout)
     except TimeoutError:
-        transport.abort()
+        await transport.close(abort=True)
         raise TimeoutError(
             f"opening a WebSocket to {url} timed out after {connect_timeout} s"
         ) from None

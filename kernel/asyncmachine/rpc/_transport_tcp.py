@@ -43,13 +43,12 @@ class _StreamTransport:
         self._writer.write(data)
         await self._writer.drain()
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        if abort:
+            self._writer.transport.abort()
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
-
-    def abort(self) -> None:
-        self._writer.transport.abort()
 
 
 def _format_address(address: Any) -> str:

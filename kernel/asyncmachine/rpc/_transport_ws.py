@@ -12,7 +12,7 @@ checks belong to the application mounting the endpoint.
 Usage::
 
     endpoint = WebSocketEndpoint(MyService, allowed_origins={"http://127.0.0.1:8000"})
-    app.router.add_get("/rpc", endpoint)
+    app.router.add_get("/rpc", endpoint.handle)
 
     conn = await connect_ws("ws://127.0.0.1:8000/rpc", MyClientService())
     print(await conn.call("add", 1, 2))
@@ -30,10 +30,10 @@ from aiohttp import web
 
 from ._driver import (
     DEFAULT_CONNECT_TIMEOUT,
-    FRAME_OVERHEAD,
     AsyncConnection,
     ConnectionOptions,
 )
+from ._framing import FRAME_OVERHEAD
 
 __all__ = ["WebSocketEndpoint", "WebSocketServer", "connect_ws", "serve_ws"]
 
@@ -52,26 +52,31 @@ class _WebSocketTransport:
     def __init__(
         self,
         ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        *,
+        request: web.Request | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._ws = ws
+        self._request = request
         self._session = session
-        self._closing: asyncio.Task[None] | None = None
 
     async def write(self, data: bytes) -> None:
         await self._ws.send_bytes(data)
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
         try:
+            if abort and self._session is not None:
+                # Closing the session closes its TCP connection without a
+                # WebSocket closing handshake.
+                return
+            if abort and self._request is not None:
+                transport = self._request.transport
+                if transport is not None:
+                    transport.abort()
             await self._ws.close()
         finally:
             if self._session is not None:
                 await self._session.close()
-
-    def abort(self) -> None:
-        # aiohttp has no synchronous abort; a close without waiting is the closest.
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self.close())
 
 
 async def _read_websocket(
@@ -100,7 +105,8 @@ async def _read_websocket(
 class WebSocketEndpoint:
     """aiohttp request handler serving one :class:`AsyncConnection` per WebSocket.
 
-    Mount it on any route: ``app.router.add_get("/rpc", endpoint)``.
+    Mount its :meth:`handle` on any route:
+    ``app.router.add_get("/rpc", endpoint.handle)``.
 
     Args:
         service: What each connection exposes (see
@@ -133,7 +139,8 @@ class WebSocketEndpoint:
         """The connections currently open."""
         return frozenset(conn for conn in self._connections if not conn.closed)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one WebSocket request until its connection closes."""
         origin = request.headers.get("Origin")
         if origin is not None and origin not in self._allowed_origins:
             logger.warning(
@@ -148,7 +155,7 @@ class WebSocketEndpoint:
         try:
             conn = AsyncConnection(
                 self._service,
-                _WebSocketTransport(ws),
+                _WebSocketTransport(ws, request=request),
                 options=self._options,
                 kind="ws",
                 peer=f"{request.remote} {request.path}",
@@ -239,10 +246,14 @@ async def serve_ws(
         service, options=options, allowed_origins=allowed_origins
     )
     app = web.Application()
-    app.router.add_get(path, endpoint)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app.router.add_get(path, endpoint.handle)
+    # Connections are closed before cleanup, so a short shutdown timeout only
+    # bounds requests that are not WebSockets.
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except BaseException:
@@ -302,7 +313,7 @@ async def connect_ws(
         raise
     conn = AsyncConnection(
         service,
-        _WebSocketTransport(ws, session),
+        _WebSocketTransport(ws, session=session),
         options=options,
         kind="ws",
         peer=url,

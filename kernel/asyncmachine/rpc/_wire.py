@@ -1,12 +1,12 @@
 """Versioned wire codec of the sync protocol between a state source and its mirrors.
 
 Messages travel by value as bytes: compact JSON (standard library only, so it runs
-in Pyodide) holding one positional array ``[version, type, *fields]``. Positional
-arrays keep frequent messages small: a clock diff that changes one state encodes
-to about 24 bytes, 10 of which are the CRC-32 checksum. Decoding is strict:
-every field's type, range, length and size is checked, and any problem raises
-:class:`WireError` naming the field and the bad value. Encoding runs the same
-checks, so an invalid message is never sent.
+in Pyodide) containing one positional array ``[version, type, *fields]``. Positional
+arrays keep frequent messages small: a clock diff that changes one state (index
+and delta below 10) encodes to at most 24 bytes, up to 10 of which are the CRC-32
+checksum. Decoding is strict: every field's type, range, length and size is
+checked, and any problem raises :class:`WireError` naming the field and the bad
+value. Constructors run the same checks, so an invalid message cannot be built.
 
 Message types (``code``: class, wire fields after version and type):
 
@@ -44,12 +44,34 @@ Usage::
 from __future__ import annotations
 
 import json
-import math
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
+
+from ._wire_fields import (
+    MAX_JSON_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_STATES,
+    MAX_TEXT_LENGTH,
+    STATE_FIELDS,
+    WireError,
+    check_args,
+    check_bool,
+    check_enum,
+    check_index_list,
+    check_int,
+    check_int_list,
+    check_json_value,
+    check_name_list,
+    check_optional,
+    check_schema,
+    check_sequence,
+    check_str,
+    expect_fields,
+    set_field,
+)
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -92,40 +114,7 @@ WIRE_VERSION = 1
 MAX_MESSAGE_SIZE = 1 << 20
 """Default size limit of an encoded message in bytes (1 MiB)."""
 
-MAX_NAME_LENGTH = 256
-"""Maximum length of ids, state names, hashes, tokens and other names."""
-
-MAX_TEXT_LENGTH = 4096
-"""Maximum length of free text: error messages and bye reasons."""
-
-MAX_STATES = 65_535
-"""Maximum number of states in a machine, and of items in any list of a message."""
-
-MAX_JSON_DEPTH = 32
-"""Maximum nesting of lists and objects inside args and payload data."""
-
 _CHECKSUM_LIMIT = 1 << 32
-
-STATE_FIELDS = frozenset({"auto", "multi", "require", "add", "remove", "after", "tags"})
-"""Keys allowed in a state's entry of a schema."""
-
-_STATE_FLAG_FIELDS = ("auto", "multi")
-
-
-class WireError(ValueError):
-    """A message or one of its fields is invalid.
-
-    Attributes:
-        field: Dotted path of the invalid field, e.g. ``set_clock.idxs[2]``.
-        value: The invalid value (or a description, for large inputs).
-        reason: What is wrong with it.
-    """
-
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        self.field = field
-        self.value = value
-        self.reason = reason
-        super().__init__(f"invalid {field}: {reason} (got {_short_repr(value)})")
 
 
 class MessageType(IntEnum):
@@ -150,196 +139,11 @@ class MessageType(IntEnum):
 
 
 class MutationType(IntEnum):
-    """Kinds of mutation a mirror asks its source for."""
+    """Mutation types a mirror requests from its source."""
 
     ADD = 1
     REMOVE = 2
     SET = 3
-
-
-# -- field checks -------------------------------------------------------------
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 80:
-        return text[:77] + "..."
-    return text
-
-
-def _check_int(
-    field: str, value: Any, minimum: int = 0, maximum: int | None = None
-) -> int:
-    if type(value) is not int:
-        raise WireError(field, value, "expected an int")
-    if value < minimum:
-        raise WireError(field, value, f"must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise WireError(field, value, f"must be at most {maximum}")
-    return value
-
-
-def _check_bool(field: str, value: Any) -> bool:
-    if type(value) is not bool:
-        raise WireError(field, value, "expected true or false")
-    return value
-
-
-def _check_str(
-    field: str, value: Any, max_length: int = MAX_NAME_LENGTH, *, empty: bool = True
-) -> str:
-    if type(value) is not str:
-        raise WireError(field, value, "expected a string")
-    if not empty and not value:
-        raise WireError(field, value, "must not be empty")
-    if len(value) > max_length:
-        raise WireError(field, f"{len(value)} characters", f"longer than {max_length}")
-    _check_encodable(field, value)
-    return value
-
-
-def _check_encodable(field: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise WireError(field, value, "contains a lone surrogate") from exc
-
-
-def _check_sequence(field: str, value: Any, max_items: int = MAX_STATES) -> list[Any]:
-    if not isinstance(value, list | tuple):
-        raise WireError(field, value, "expected a list")
-    if len(value) > max_items:
-        raise WireError(field, f"{len(value)} items", f"more than {max_items} items")
-    return list(value)
-
-
-def _check_int_list(
-    field: str, value: Any, *, maximum: int | None = None, unique: bool = False
-) -> tuple[int, ...]:
-    items = _check_sequence(field, value)
-    result = tuple(
-        _check_int(f"{field}[{i}]", item, 0, maximum) for i, item in enumerate(items)
-    )
-    if unique and len(set(result)) != len(result):
-        raise WireError(field, value, "contains duplicate indexes")
-    return result
-
-
-def _check_index_list(
-    field: str, value: Any, *, unique: bool = False
-) -> tuple[int, ...]:
-    return _check_int_list(field, value, maximum=MAX_STATES - 1, unique=unique)
-
-
-def _check_name_list(
-    field: str, value: Any, *, unique: bool = False
-) -> tuple[str, ...]:
-    items = _check_sequence(field, value)
-    result = tuple(
-        _check_str(f"{field}[{i}]", item, empty=False) for i, item in enumerate(items)
-    )
-    if unique and len(set(result)) != len(result):
-        raise WireError(field, value, "contains duplicate names")
-    return result
-
-
-def _check_optional(check: Callable[[str, Any], Any], field: str, value: Any) -> Any:
-    if value is None:
-        return None
-    return check(field, value)
-
-
-def _check_enum(field: str, value: Any, enum: type[IntEnum]) -> Any:
-    if type(value) is not int and not isinstance(value, enum):
-        raise WireError(field, value, f"expected an int code of {enum.__name__}")
-    try:
-        return enum(value)
-    except ValueError:
-        codes = ", ".join(f"{member.value} ({member.name})" for member in enum)
-        raise WireError(
-            field, value, f"unknown code; expected one of {codes}"
-        ) from None
-
-
-def _check_json_value(field: str, value: Any, depth: int = 0) -> Any:
-    """Return a JSON-ready copy of value, with tuples turned into lists."""
-    if value is None or type(value) is bool or type(value) is int:
-        return value
-    if type(value) is float:
-        if not math.isfinite(value):
-            raise WireError(field, value, "JSON has no NaN or infinity")
-        return value
-    if type(value) is str:
-        _check_encodable(field, value)
-        return value
-    if depth >= MAX_JSON_DEPTH:
-        raise WireError(field, "...", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, list | tuple):
-        return [
-            _check_json_value(f"{field}[{i}]", item, depth + 1)
-            for i, item in enumerate(value)
-        ]
-    if isinstance(value, dict):
-        result = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise WireError(field, key, "object keys must be strings")
-            _check_encodable(field, key)
-            result[key] = _check_json_value(f"{field}[{key!r}]", item, depth + 1)
-        return result
-    raise WireError(
-        field,
-        value,
-        f"a {type(value).__name__} is not JSON-compatible; use None, bool, int, "
-        "float, str, list or dict",
-    )
-
-
-def _check_args(field: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise WireError(field, value, "expected an object of named args")
-    result = {}
-    for name, item in value.items():
-        _check_str(f"{field} name", name, empty=False)
-        result[name] = _check_json_value(f"{field}[{name!r}]", item, 1)
-    return result
-
-
-def _check_schema(field: str, value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, Mapping):
-        raise WireError(field, value, "expected an object of states")
-    if len(value) > MAX_STATES:
-        raise WireError(field, f"{len(value)} states", f"more than {MAX_STATES}")
-    schema = {}
-    for name, state in value.items():
-        _check_str(f"{field} state name", name, empty=False)
-        state_field = f"{field}[{name!r}]"
-        if not isinstance(state, Mapping):
-            raise WireError(state_field, state, "expected an object of state fields")
-        entry: dict[str, Any] = {}
-        for key, item in state.items():
-            if key not in STATE_FIELDS:
-                raise WireError(
-                    f"{state_field}.{key}",
-                    item,
-                    f"unknown state field; expected one of {sorted(STATE_FIELDS)}",
-                )
-            if key in _STATE_FLAG_FIELDS:
-                entry[key] = _check_bool(f"{state_field}.{key}", item)
-            else:
-                entry[key] = _check_name_list(f"{state_field}.{key}", item)
-        schema[name] = entry
-    return schema
-
-
-def _expect_fields(name: str, body: list[Any], count: int) -> None:
-    if len(body) != count:
-        raise WireError(name, f"{len(body)} fields", f"expected {count} fields")
-
-
-def _set(message: Any, name: str, value: Any) -> None:
-    # Frozen dataclasses store normalized field values through object.__setattr__.
-    object.__setattr__(message, name, value)
 
 
 # -- messages -------------------------------------------------------------------
@@ -361,7 +165,7 @@ class Message:
 
     @classmethod
     def _from_body(cls: type[_MessageT], body: list[Any]) -> _MessageT:
-        _expect_fields(cls._name(), body, 0)
+        expect_fields(cls._name(), body, 0)
         return cls()
 
     def encode(self, *, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
@@ -401,16 +205,16 @@ class Hello(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _check_str(f"{prefix}.machine_id", self.machine_id, empty=False)
-        _check_bool(f"{prefix}.sync_schema", self.sync_schema)
-        _check_str(f"{prefix}.schema_hash", self.schema_hash)
+        check_str(f"{prefix}.machine_id", self.machine_id, empty=False)
+        check_bool(f"{prefix}.sync_schema", self.sync_schema)
+        check_str(f"{prefix}.schema_hash", self.schema_hash)
         for name in ("allowed_states", "skipped_states"):
-            value = _check_optional(
-                _check_name_list, f"{prefix}.{name}", getattr(self, name)
+            value = check_optional(
+                check_name_list, f"{prefix}.{name}", getattr(self, name)
             )
-            _set(self, name, value)
-        _check_bool(f"{prefix}.shallow_clocks", self.shallow_clocks)
-        _check_bool(f"{prefix}.sync_mutations", self.sync_mutations)
+            set_field(self, name, value)
+        check_bool(f"{prefix}.shallow_clocks", self.shallow_clocks)
+        check_bool(f"{prefix}.sync_mutations", self.sync_mutations)
 
     def _body(self) -> list[Any]:
         return [
@@ -425,7 +229,7 @@ class Hello(Message):
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Hello:
-        _expect_fields(cls._name(), body, 7)
+        expect_fields(cls._name(), body, 7)
         return cls(*body)
 
 
@@ -443,28 +247,28 @@ class _ClockExport(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _check_str(f"{prefix}.machine_id", self.machine_id, empty=False)
-        names = _check_name_list(f"{prefix}.state_names", self.state_names, unique=True)
-        _set(self, "state_names", names)
-        time = _check_int_list(f"{prefix}.time", self.time)
+        check_str(f"{prefix}.machine_id", self.machine_id, empty=False)
+        names = check_name_list(f"{prefix}.state_names", self.state_names, unique=True)
+        set_field(self, "state_names", names)
+        time = check_int_list(f"{prefix}.time", self.time)
         if len(time) != len(names):
             raise WireError(
                 f"{prefix}.time",
                 f"{len(time)} ticks",
                 f"expected one tick per state name ({len(names)})",
             )
-        _set(self, "time", time)
-        _check_int(f"{prefix}.queue_tick", self.queue_tick)
-        _check_int(f"{prefix}.machine_tick", self.machine_tick)
-        _check_int(f"{prefix}.states_count", self.states_count, len(names), MAX_STATES)
-        schema = _check_optional(_check_schema, f"{prefix}.schema", self.schema)
+        set_field(self, "time", time)
+        check_int(f"{prefix}.queue_tick", self.queue_tick)
+        check_int(f"{prefix}.machine_tick", self.machine_tick)
+        check_int(f"{prefix}.states_count", self.states_count, len(names), MAX_STATES)
+        schema = check_optional(check_schema, f"{prefix}.schema", self.schema)
         if schema is not None:
             for name in names:
                 if name not in schema:
                     raise WireError(
                         f"{prefix}.state_names", name, "state missing from the schema"
                     )
-        _set(self, "schema", schema)
+        set_field(self, "schema", schema)
 
     def _body(self) -> list[Any]:
         return [
@@ -479,7 +283,7 @@ class _ClockExport(Message):
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Any:
-        _expect_fields(cls._name(), body, 7)
+        expect_fields(cls._name(), body, 7)
         return cls(*body)
 
 
@@ -535,18 +339,18 @@ class MutationEvent:
     is_check: bool = False
 
     def _check(self, field: str) -> None:
-        _check_str(f"{field}.name", self.name, empty=False)
-        _check_str(f"{field}.machine_id", self.machine_id, empty=False)
-        _check_str(f"{field}.transition_id", self.transition_id)
-        _check_bool(f"{field}.is_check", self.is_check)
+        check_str(f"{field}.name", self.name, empty=False)
+        check_str(f"{field}.machine_id", self.machine_id, empty=False)
+        check_str(f"{field}.transition_id", self.transition_id)
+        check_bool(f"{field}.is_check", self.is_check)
 
     def _body(self) -> list[Any]:
         return [self.name, self.machine_id, self.transition_id, self.is_check]
 
     @classmethod
     def _from_json(cls, field: str, value: Any) -> MutationEvent:
-        items = _check_sequence(field, value)
-        _expect_fields(field, items, 4)
+        items = check_sequence(field, value)
+        expect_fields(field, items, 4)
         event = cls(*items)
         event._check(field)
         return event
@@ -556,7 +360,8 @@ class MutationEvent:
 class Mutate(Message):
     """Mirror to source: add, remove or set states by index, with args.
 
-    ``needs_reply=False`` asks the source not to reply (a notification).
+    With ``needs_reply=False`` the message is a notification: the source sends no
+    reply.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.MUTATE
@@ -569,16 +374,16 @@ class Mutate(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _set(self, "kind", _check_enum(f"{prefix}.kind", self.kind, MutationType))
-        _set(self, "idxs", _check_index_list(f"{prefix}.idxs", self.idxs))
-        _set(self, "args", _check_optional(_check_args, f"{prefix}.args", self.args))
+        set_field(self, "kind", check_enum(f"{prefix}.kind", self.kind, MutationType))
+        set_field(self, "idxs", check_index_list(f"{prefix}.idxs", self.idxs))
+        set_field(self, "args", check_optional(check_args, f"{prefix}.args", self.args))
         if self.event is not None:
             if not isinstance(self.event, MutationEvent):
                 raise WireError(
                     f"{prefix}.event", self.event, "expected a MutationEvent"
                 )
             self.event._check(f"{prefix}.event")
-        _check_bool(f"{prefix}.needs_reply", self.needs_reply)
+        check_bool(f"{prefix}.needs_reply", self.needs_reply)
 
     def _body(self) -> list[Any]:
         return [
@@ -592,7 +397,7 @@ class Mutate(Message):
     @classmethod
     def _from_body(cls, body: list[Any]) -> Mutate:
         prefix = cls._name()
-        _expect_fields(prefix, body, 5)
+        expect_fields(prefix, body, 5)
         kind, idxs, args, event, needs_reply = body
         if event is not None:
             event = MutationEvent._from_json(f"{prefix}.event", event)
@@ -603,10 +408,10 @@ class Mutate(Message):
 class SetClock(Message):
     """Source to mirror: a clock diff, also carried inside mutation replies.
 
-    Ticks only grow, so every delta is non-negative; a source whose ticks went
-    down (e.g. after an import) sends :class:`SchemaChange` or answers a
-    :class:`Sync` instead. ``checksum`` is :func:`clock_checksum` of the clock
-    after the diff.
+    Ticks only grow, so every delta is non-negative. A source whose ticks went
+    down (e.g. after an import) sends :class:`SchemaChange` instead, or a
+    :class:`SyncReply` when the mirror sends :class:`Sync`. ``checksum`` is
+    :func:`clock_checksum` of the clock after the diff.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.SET_CLOCK
@@ -621,19 +426,19 @@ class SetClock(Message):
         self._check(self._name())
 
     def _check(self, prefix: str) -> None:
-        idxs = _check_index_list(f"{prefix}.idxs", self.idxs, unique=True)
-        deltas = _check_int_list(f"{prefix}.deltas", self.deltas)
+        idxs = check_index_list(f"{prefix}.idxs", self.idxs, unique=True)
+        deltas = check_int_list(f"{prefix}.deltas", self.deltas)
         if len(deltas) != len(idxs):
             raise WireError(
                 f"{prefix}.deltas",
                 f"{len(deltas)} deltas",
                 f"expected one delta per index ({len(idxs)})",
             )
-        _set(self, "idxs", idxs)
-        _set(self, "deltas", deltas)
-        _check_int(f"{prefix}.queue_tick_delta", self.queue_tick_delta)
-        _check_int(f"{prefix}.machine_tick_delta", self.machine_tick_delta)
-        _check_int(f"{prefix}.checksum", self.checksum, 0, _CHECKSUM_LIMIT - 1)
+        set_field(self, "idxs", idxs)
+        set_field(self, "deltas", deltas)
+        check_int(f"{prefix}.queue_tick_delta", self.queue_tick_delta)
+        check_int(f"{prefix}.machine_tick_delta", self.machine_tick_delta)
+        check_int(f"{prefix}.checksum", self.checksum, 0, _CHECKSUM_LIMIT - 1)
 
     def _body(self) -> list[Any]:
         body = [self.queue_tick_delta, self.machine_tick_delta, self.checksum]
@@ -648,7 +453,7 @@ class SetClock(Message):
 
     @classmethod
     def _from_fields(cls, prefix: str, body: Any) -> SetClock:
-        items = _check_sequence(prefix, body, 3 + 2 * MAX_STATES)
+        items = check_sequence(prefix, body, 3 + 2 * MAX_STATES)
         if len(items) < 3 or len(items) % 2 == 0:
             raise WireError(
                 prefix,
@@ -751,8 +556,8 @@ class MutationUpdate:
     clock: SetClock
 
     def _check(self, field: str) -> None:
-        _set(self, "kind", _check_enum(f"{field}.kind", self.kind, MutationType))
-        _set(self, "called", _check_index_list(f"{field}.called", self.called))
+        set_field(self, "kind", check_enum(f"{field}.kind", self.kind, MutationType))
+        set_field(self, "called", check_index_list(f"{field}.called", self.called))
         if not isinstance(self.clock, SetClock):
             raise WireError(f"{field}.clock", self.clock, "expected a SetClock")
 
@@ -761,8 +566,8 @@ class MutationUpdate:
 
     @classmethod
     def _from_json(cls, field: str, value: Any) -> MutationUpdate:
-        items = _check_sequence(field, value)
-        _expect_fields(field, items, 3)
+        items = check_sequence(field, value)
+        expect_fields(field, items, 3)
         kind, called, clock = items
         update = cls(kind, called, SetClock._from_fields(f"{field}.clock", clock))
         update._check(field)
@@ -770,7 +575,7 @@ class MutationUpdate:
 
 
 def _check_mutation_updates(field: str, value: Any) -> tuple[MutationUpdate, ...]:
-    items = _check_sequence(field, value)
+    items = check_sequence(field, value)
     for i, item in enumerate(items):
         if not isinstance(item, MutationUpdate):
             raise WireError(f"{field}[{i}]", item, "expected a MutationUpdate")
@@ -779,7 +584,7 @@ def _check_mutation_updates(field: str, value: Any) -> tuple[MutationUpdate, ...
 
 
 def _mutation_updates_from_json(field: str, value: Any) -> tuple[MutationUpdate, ...]:
-    items = _check_sequence(field, value)
+    items = check_sequence(field, value)
     return tuple(
         MutationUpdate._from_json(f"{field}[{i}]", item) for i, item in enumerate(items)
     )
@@ -795,7 +600,7 @@ class SetClockMany(Message):
 
     def __post_init__(self) -> None:
         updates = _check_mutation_updates(f"{self._name()}.mutations", self.mutations)
-        _set(self, "mutations", updates)
+        set_field(self, "mutations", updates)
 
     def _body(self) -> list[Any]:
         return [[update._body() for update in self.mutations]]
@@ -803,7 +608,7 @@ class SetClockMany(Message):
     @classmethod
     def _from_body(cls, body: list[Any]) -> SetClockMany:
         prefix = cls._name()
-        _expect_fields(prefix, body, 1)
+        expect_fields(prefix, body, 1)
         return cls(_mutation_updates_from_json(f"{prefix}.mutations", body[0]))
 
 
@@ -824,17 +629,17 @@ class MutateReply(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _check_int(f"{prefix}.result", self.result)
+        check_int(f"{prefix}.result", self.result)
         if self.clock is not None and not isinstance(self.clock, SetClock):
             raise WireError(f"{prefix}.clock", self.clock, "expected a SetClock")
-        mutations = _check_optional(
+        mutations = check_optional(
             _check_mutation_updates, f"{prefix}.mutations", self.mutations
         )
         if self.clock is not None and mutations is not None:
             raise WireError(
                 f"{prefix}.mutations", "both set", "send either clock or mutations"
             )
-        _set(self, "mutations", mutations)
+        set_field(self, "mutations", mutations)
 
     def _body(self) -> list[Any]:
         return [
@@ -848,7 +653,7 @@ class MutateReply(Message):
     @classmethod
     def _from_body(cls, body: list[Any]) -> MutateReply:
         prefix = cls._name()
-        _expect_fields(prefix, body, 3)
+        expect_fields(prefix, body, 3)
         result, clock, mutations = body
         if clock is not None:
             clock = SetClock._from_fields(f"{prefix}.clock", clock)
@@ -859,7 +664,7 @@ class MutateReply(Message):
 
 @dataclass(frozen=True)
 class SyncReply(Message):
-    """Source to mirror: the full clock, answering :class:`Sync`."""
+    """Source to mirror: the full clock, the reply to :class:`Sync`."""
 
     TYPE: ClassVar[MessageType] = MessageType.SYNC_REPLY
 
@@ -869,16 +674,16 @@ class SyncReply(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _set(self, "time", _check_int_list(f"{prefix}.time", self.time))
-        _check_int(f"{prefix}.queue_tick", self.queue_tick)
-        _check_int(f"{prefix}.machine_tick", self.machine_tick)
+        set_field(self, "time", check_int_list(f"{prefix}.time", self.time))
+        check_int(f"{prefix}.queue_tick", self.queue_tick)
+        check_int(f"{prefix}.machine_tick", self.machine_tick)
 
     def _body(self) -> list[Any]:
         return [list(self.time), self.queue_tick, self.machine_tick]
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> SyncReply:
-        _expect_fields(cls._name(), body, 3)
+        expect_fields(cls._name(), body, 3)
         return cls(*body)
 
 
@@ -906,10 +711,10 @@ class Payload(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _check_str(f"{prefix}.name", self.name, empty=False)
-        _set(self, "data", _check_json_value(f"{prefix}.data", self.data))
+        check_str(f"{prefix}.name", self.name, empty=False)
+        set_field(self, "data", check_json_value(f"{prefix}.data", self.data))
         for name in ("destination", "token", "source", "source_tx"):
-            _check_str(f"{prefix}.{name}", getattr(self, name))
+            check_str(f"{prefix}.{name}", getattr(self, name))
 
     def _body(self) -> list[Any]:
         return [
@@ -923,7 +728,7 @@ class Payload(Message):
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Payload:
-        _expect_fields(cls._name(), body, 6)
+        expect_fields(cls._name(), body, 6)
         name, destination, data, token, source, source_tx = body
         return cls(name, data, destination, token, source, source_tx)
 
@@ -937,14 +742,14 @@ class Bye(Message):
     reason: str = ""
 
     def __post_init__(self) -> None:
-        _check_str(f"{self._name()}.reason", self.reason, MAX_TEXT_LENGTH)
+        check_str(f"{self._name()}.reason", self.reason, MAX_TEXT_LENGTH)
 
     def _body(self) -> list[Any]:
         return [self.reason]
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Bye:
-        _expect_fields(cls._name(), body, 1)
+        expect_fields(cls._name(), body, 1)
         return cls(*body)
 
 
@@ -964,15 +769,15 @@ class ErrorMessage(Message):
 
     def __post_init__(self) -> None:
         prefix = self._name()
-        _check_str(f"{prefix}.code", self.code, empty=False)
-        _check_str(f"{prefix}.message", self.message, MAX_TEXT_LENGTH)
+        check_str(f"{prefix}.code", self.code, empty=False)
+        check_str(f"{prefix}.message", self.message, MAX_TEXT_LENGTH)
 
     def _body(self) -> list[Any]:
         return [self.code, self.message]
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> ErrorMessage:
-        _expect_fields(cls._name(), body, 2)
+        expect_fields(cls._name(), body, 2)
         return cls(*body)
 
 
@@ -985,14 +790,14 @@ class ArgsNamesReply(Message):
     names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _set(self, "names", _check_name_list(f"{self._name()}.names", self.names))
+        set_field(self, "names", check_name_list(f"{self._name()}.names", self.names))
 
     def _body(self) -> list[Any]:
         return [list(self.names)]
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> ArgsNamesReply:
-        _expect_fields(cls._name(), body, 1)
+        expect_fields(cls._name(), body, 1)
         return cls(*body)
 
 

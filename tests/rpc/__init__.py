@@ -1,0 +1,1 @@
+"""Tests of the rpc transport layer: driver, transports and wire codec."""

@@ -23,8 +23,16 @@ NPM_FORCE := $(if $(wildcard $(PYODIDE_MANIFEST)),,FORCE)
 
 .PHONY: install test bench demo lint clean FORCE
 
-install: $(PYTHON_STAMP) $(NPM_STAMP)
-	@echo "install: done ($(VENV), $(HARNESS_DIR)/node_modules)"
+SYSTEM_STAMP := $(VENV)/.stamp-system
+
+install: $(PYTHON_STAMP) $(NPM_STAMP) $(SYSTEM_STAMP)
+	@echo "install: done ($(VENV), $(HARNESS_DIR)/node_modules, system packages)"
+
+# System packages the tests need (graphviz's dot); the script is idempotent.
+$(SYSTEM_STAMP): scripts/install_system_deps.sh | $(VENV_PYTHON)
+	@echo "installing: system packages (scripts/install_system_deps.sh)"
+	bash scripts/install_system_deps.sh
+	@touch $@
 
 $(VENV_PYTHON):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \

@@ -1,0 +1,570 @@
+#!/usr/bin/env python3
+"""Build the offline JupyterLite site, whose Pyodide kernel imports asyncmachine.
+
+Usage::
+
+    python scripts/build_lite.py                 # writes build/lite
+    python scripts/build_lite.py --out DIR --force
+
+The site runs with no internet: it ships its own copy of Pyodide, the wheels
+the kernel loads at start, and these wheels as Pyodide packages, so that a
+plain ``import NAME`` in a cell loads them:
+
+- asyncmachine, built from this repository;
+- rpyc, graphviz (the Python package, which builds DOT), ipywidgets and comm;
+- lite_graphviz (``lite/lite_graphviz``), which renders DOT to SVG with
+  Graphviz compiled to WebAssembly (the npm package @hpcc-js/wasm-graphviz).
+
+The build itself needs Python 3.11+, npm, and access to PyPI and the npm
+registry. It installs jupyterlite-core and jupyterlite-pyodide-kernel into its
+own virtual environment under the cache directory (build/lite-cache), keeps
+downloads there, and skips the whole build when the output directory's stamp
+matches a hash of the inputs: lite/, kernel/, repl/, pyproject.toml, this
+script and the pinned versions below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LITE_DIR = ROOT / "lite"
+HELPER_DIR = LITE_DIR / "lite_graphviz"
+
+# Versions that fit together: jupyterlite-pyodide-kernel 0.8.6 expects Pyodide
+# 314.0.6 (PYODIDE_VERSION in jupyterlite_pyodide_kernel/constants.py), and
+# jupyterlab-widgets 3.0.17 is the front end of ipywidgets 8.1.9.
+BUILD_REQUIREMENTS = (
+    "jupyterlite-core==0.8.6",
+    "jupyterlite-pyodide-kernel==0.8.6",
+    # The build reads notebooks under files/ through jupyter-server's contents API.
+    "jupyter-server==2.21.1",
+    # Adds the @jupyter-widgets/jupyterlab-manager extension to the site.
+    "jupyterlab-widgets==3.0.17",
+    # Builds the asyncmachine and lite_graphviz wheels without build isolation.
+    "setuptools==84.2.1",
+)
+PYODIDE_NPM = ("pyodide", "314.0.6")
+GRAPHVIZ_WASM_NPM = ("@hpcc-js/wasm-graphviz", "1.29.2")
+# Pure-Python wheels from PyPI added to the Pyodide lock, beside the ones the
+# lock names at start-up.
+EXTRA_WHEELS = (
+    ("rpyc", "6.0.2"),
+    ("graphviz", "0.21"),
+    ("ipywidgets", "8.1.9"),
+    # Not in the Pyodide 314.0.6 lock, but the kernel installs it at start.
+    ("comm", "0.2.3"),
+)
+# The lock's packages that the kernel loads at start, with their dependencies.
+STARTUP_PACKAGES = ("micropip", "packaging", "ipython", "jedi")
+# Wheels also offered to "%pip install" through the piplite index.
+PIPLITE_WHEELS = ("comm",)
+
+# Lock dependencies changed from the wheels' metadata, by package.
+DEPENDS_REMOVED = {
+    # plumbum does not import in Pyodide (No module named 'grp'), and rpyc's
+    # core never imports it.
+    "rpyc": {"plumbum"},
+    # The kernel ships its own widgetsnbextension stand-in, and the front end
+    # of jupyterlab-widgets is part of the site.
+    "ipywidgets": {"widgetsnbextension", "jupyterlab-widgets"},
+}
+DEPENDS_ADDED = {
+    # asyncmachine.vis and asyncmachine.rpc then work after a plain
+    # "import asyncmachine", because Pyodide loads only what the lock names.
+    "asyncmachine": {"graphviz", "rpyc"},
+}
+
+# Files of the npm pyodide package that the kernel loads.
+PYODIDE_CORE_FILES = (
+    "pyodide.mjs",
+    "pyodide.js",
+    "pyodide.asm.mjs",
+    "pyodide.asm.wasm",
+    "python_stdlib.zip",
+    "package.json",
+)
+STAMP_NAME = ".lite-build-stamp.json"
+DIGEST_IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".jupyterlite.doit.db"}
+
+
+class BuildError(Exception):
+    """A build step failed; the message says what failed and what to do."""
+
+
+def log(message: str) -> None:
+    print(f"build-lite: {message}", file=sys.stderr, flush=True)
+
+
+def canonical_name(name: str) -> str:
+    """Return the normalized project name (PEP 503): lowercase, dashes."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run(command: list[str], *, step: str, cwd: Path | None = None) -> str:
+    """Run a command and return its output, or raise BuildError with its tail."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BuildError(
+            f"{step} failed (exit code {result.returncode}): {' '.join(command)}\n"
+            f"--- last lines of its output ---\n{output_tail(result.stdout)}"
+        )
+    return result.stdout
+
+
+# Inputs and the stamp
+
+
+def input_files() -> Iterator[Path]:
+    for folder in (LITE_DIR, ROOT / "kernel", ROOT / "repl"):
+        for path in sorted(folder.rglob("*")):
+            ignored = DIGEST_IGNORED_PARTS.intersection(path.parts)
+            if path.is_file() and not ignored and path.suffix != ".pyc":
+                yield path
+    yield ROOT / "pyproject.toml"
+    yield Path(__file__).resolve()
+
+
+def inputs_digest() -> str:
+    """Hash the build inputs: source files, lite/ and the pinned versions."""
+    digest = hashlib.sha256()
+    pins = [BUILD_REQUIREMENTS, PYODIDE_NPM, GRAPHVIZ_WASM_NPM, EXTRA_WHEELS]
+    digest.update(json.dumps(pins).encode())
+    for path in input_files():
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def read_stamp(out_dir: Path) -> str | None:
+    try:
+        return json.loads((out_dir / STAMP_NAME).read_text())["inputs_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache, so that two builds do not interleave."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+# Build tools
+
+
+def ensure_build_venv(cache_dir: Path) -> Path:
+    """Create or update the build's virtual environment; return its python."""
+    venv = cache_dir / "venv"
+    python = venv / "bin" / "python"
+    marker = venv / ".requirements"
+    wanted = "\n".join(BUILD_REQUIREMENTS)
+
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        log(f"build environment up to date ({venv})")
+        return python
+
+    if venv.exists():
+        shutil.rmtree(venv)
+    log(f"creating the build environment {venv} ({', '.join(BUILD_REQUIREMENTS)})")
+    run([sys.executable, "-m", "venv", str(venv)], step="creating a virtual environment")
+    run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        + list(BUILD_REQUIREMENTS),
+        step="pip install of the build tools (needs access to PyPI)",
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def npm_package(name: str, version: str, cache_dir: Path) -> Path:
+    """Download an npm package with `npm pack`, unpack it once, return its folder."""
+    folder = cache_dir / "npm" / f"{canonical_name(name).lstrip('@')}-{version}"
+    if (folder / "package.json").exists():
+        log(f"npm package {name}@{version} already downloaded")
+        return folder
+
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError(
+            "npm not found on PATH: install Node.js 18 or newer with npm "
+            "(Debian: apt-get install -y nodejs npm), then run the build again"
+        )
+    log(f"downloading npm package {name}@{version}")
+    with tempfile.TemporaryDirectory(dir=cache_dir) as temp:
+        output = run(
+            [npm, "pack", f"{name}@{version}", "--pack-destination", temp, "--silent"],
+            step=f"npm pack {name}@{version} (needs access to the npm registry)",
+        )
+        tarball = Path(temp) / output.strip().splitlines()[-1]
+        unpacked = Path(temp) / "unpacked"
+        with tarfile.open(tarball) as archive:
+            archive.extractall(unpacked, filter="data")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # npm tarballs keep their files under package/.
+        (unpacked / "package").rename(folder)
+    return folder
+
+
+def find_wheel(folder: Path, name: str, version: str) -> Path | None:
+    for path in folder.glob("*.whl"):
+        wheel_name, wheel_version = path.name.split("-")[:2]
+        if canonical_name(wheel_name) == canonical_name(name) and (
+            wheel_version == version
+        ):
+            return path
+    return None
+
+
+def pypi_wheels(
+    python: Path, requirements: list[tuple[str, str]], cache_dir: Path
+) -> dict[str, Path]:
+    """Download pure-Python wheels for Python 3.14; return them by canonical name."""
+    folder = cache_dir / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = {}
+    missing = [(n, v) for n, v in requirements if find_wheel(folder, n, v) is None]
+    if missing:
+        log(f"downloading {len(missing)} of {len(requirements)} wheels from PyPI")
+    for number, (name, version) in enumerate(missing, start=1):
+        log(f"  [{number}/{len(missing)}] {name}=={version}")
+        run(
+            [str(python), "-m", "pip", "download", "--quiet", "--no-deps"]
+            + ["--only-binary=:all:", "--python-version", "3.14"]
+            + ["--dest", str(folder), f"{name}=={version}"],
+            step=f"pip download of {name}=={version} (needs access to PyPI)",
+        )
+    for name, version in requirements:
+        wheel = find_wheel(folder, name, version)
+        if wheel is None:
+            raise BuildError(
+                f"pip download of {name}=={version} left no wheel in {folder}; "
+                f"check that PyPI has a py3-none-any wheel of that version"
+            )
+        wheels[canonical_name(name)] = wheel
+    return wheels
+
+
+def copy_sources(sources: list[Path], source_root: Path, target_root: Path) -> None:
+    """Copy files and folders under `source_root` to the same paths under `target_root`."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info")
+    for source in sources:
+        target = target_root / source.relative_to(source_root)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def build_wheel(python: Path, project: Path, out: Path, label: str) -> Path:
+    """Build the wheel of a project folder into `out` and return its path."""
+    before = set(out.glob("*.whl"))
+    run(
+        [str(python), "-m", "pip", "wheel", "--quiet", "--no-deps"]
+        + ["--no-build-isolation", "--wheel-dir", str(out), str(project)],
+        step=f"building the {label} wheel",
+    )
+    built = set(out.glob("*.whl")) - before
+    if len(built) != 1:
+        raise BuildError(f"expected one new {label} wheel in {out}, found {sorted(built)}")
+    return built.pop()
+
+
+def build_own_wheels(python: Path, graphviz_npm: Path, out: Path) -> dict[str, Path]:
+    """Build the asyncmachine and lite_graphviz wheels into `out`.
+
+    Each wheel is built from a copy of its sources, which keeps setuptools'
+    build/ and egg-info folders out of the repository.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as temp:
+        log("building the asyncmachine wheel")
+        project = Path(temp) / "asyncmachine"
+        sources = ["pyproject.toml", "README.md", "kernel", "repl"]
+        copy_sources([ROOT / name for name in sources], ROOT, project)
+        asyncmachine = build_wheel(python, project, out, "asyncmachine")
+
+        log("building the lite_graphviz wheel")
+        helper = Path(temp) / "lite_graphviz"
+        copy_sources([HELPER_DIR], LITE_DIR, Path(temp))
+        package = helper / "lite_graphviz"
+        shutil.copy2(graphviz_npm / "dist" / "index.js", package / "graphviz.mjs")
+        shutil.copy2(graphviz_npm / "LICENSE", package / "LICENSE.graphviz-wasm")
+        lite_graphviz = build_wheel(python, helper, out, "lite_graphviz")
+
+    return {"asyncmachine": asyncmachine, "lite-graphviz": lite_graphviz}
+
+
+# The Pyodide lock
+
+
+def wheel_metadata(wheel: Path) -> tuple[str, str, list[str], list[str]]:
+    """Read a wheel's name, version, required projects and top-level imports."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(metadata_name).decode("utf-8")
+
+    headers = metadata.split("\n\n", 1)[0]
+    fields: dict[str, list[str]] = {}
+    for line in headers.splitlines():
+        key, _, value = line.partition(": ")
+        fields.setdefault(key, []).append(value.strip())
+
+    requires = []
+    for requirement in fields.get("Requires-Dist", []):
+        # Requirements that only an extra pulls in are not installed.
+        if re.search(r"\bextra\s*==", requirement):
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if match:
+            requires.append(canonical_name(match.group(0)))
+
+    imports = set()
+    for name in names:
+        top = name.split("/", 1)[0]
+        if top.endswith((".dist-info", ".data")):
+            continue
+        if "/" in name and name.endswith("/__init__.py") and name.count("/") == 1:
+            imports.add(top)
+        elif "/" not in name and name.endswith(".py"):
+            imports.add(name[: -len(".py")])
+
+    return fields["Name"][0], fields["Version"][0], requires, sorted(imports)
+
+
+def lock_entry(wheel: Path) -> dict[str, object]:
+    """Make a Pyodide lock entry for a pure-Python wheel."""
+    name, version, requires, imports = wheel_metadata(wheel)
+    key = canonical_name(name)
+    depends = set(requires) - DEPENDS_REMOVED.get(key, set())
+    depends |= DEPENDS_ADDED.get(key, set())
+    return {
+        "name": key,
+        "version": version,
+        "file_name": wheel.name,
+        "install_dir": "site",
+        "package_type": "package",
+        "imports": imports,
+        "depends": sorted(depends),
+        "sha256": file_sha256(wheel),
+        "unvendored_tests": False,
+    }
+
+
+def startup_packages(lock: dict) -> dict[str, dict]:
+    """Return the lock entries of STARTUP_PACKAGES and their dependencies."""
+    packages = lock["packages"]
+    by_name = {canonical_name(key): key for key in packages}
+    selected: dict[str, dict] = {}
+    pending = list(STARTUP_PACKAGES)
+    while pending:
+        name = canonical_name(pending.pop())
+        if name in selected:
+            continue
+        if name not in by_name:
+            raise BuildError(f"package {name} is not in the Pyodide lock file")
+        entry = packages[by_name[name]]
+        selected[name] = entry
+        pending.extend(entry["depends"])
+    return selected
+
+
+def write_lock(lock: dict, shipped: dict[str, dict], path: Path) -> None:
+    """Write the lock with only the shipped packages, checking every dependency."""
+    for name, entry in shipped.items():
+        for dependency in entry["depends"]:
+            if canonical_name(dependency) not in shipped:
+                raise BuildError(
+                    f"lock entry {name} depends on {dependency}, which the site "
+                    f"does not ship; add it to EXTRA_WHEELS or DEPENDS_REMOVED"
+                )
+    rewritten = {"info": lock["info"], "packages": dict(sorted(shipped.items()))}
+    path.write_text(json.dumps(rewritten, indent=1) + "\n")
+
+
+# The site
+
+
+def stage_lite_dir(
+    stage: Path,
+    pyodide_npm: Path,
+    lock: dict,
+    startup: dict[str, dict],
+    startup_wheels: dict[str, Path],
+    added_wheels: dict[str, Path],
+) -> None:
+    """Lay out the folder that `jupyter lite build` reads."""
+    for name in ("jupyter_lite_config.json", "jupyter-lite.json"):
+        shutil.copy2(LITE_DIR / name, stage / name)
+    shutil.copytree(
+        LITE_DIR / "files",
+        stage / "files",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+    )
+
+    # With static/pyodide present, the kernel add-on copies it into the site.
+    pyodide_dir = stage / "static" / "pyodide"
+    pyodide_dir.mkdir(parents=True)
+    for name in PYODIDE_CORE_FILES:
+        shutil.copy2(pyodide_npm / name, pyodide_dir / name)
+
+    shipped: dict[str, dict] = {}
+    for name, entry in startup.items():
+        wheel = startup_wheels[name]
+        shutil.copy2(wheel, pyodide_dir / wheel.name)
+        # Pyodide repackages pure-Python wheels, so the PyPI wheel of the same
+        # version has another hash, and Pyodide checks it.
+        shipped[name] = {**entry, "file_name": wheel.name, "sha256": file_sha256(wheel)}
+    for name, wheel in added_wheels.items():
+        shutil.copy2(wheel, pyodide_dir / wheel.name)
+        shipped[name] = lock_entry(wheel)
+    write_lock(lock, shipped, pyodide_dir / "pyodide-lock.json")
+
+    piplite_dir = stage / "pypi"
+    piplite_dir.mkdir()
+    for name in PIPLITE_WHEELS:
+        shutil.copy2(added_wheels[name], piplite_dir / added_wheels[name].name)
+
+
+def site_size(folder: Path) -> tuple[int, int]:
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return len(files), sum(path.stat().st_size for path in files)
+
+
+def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
+    steps = 6
+    started = time.monotonic()
+
+    log(f"[1/{steps}] build tools")
+    python = ensure_build_venv(cache_dir)
+
+    log(f"[2/{steps}] npm packages")
+    pyodide_npm = npm_package(*PYODIDE_NPM, cache_dir)
+    graphviz_npm = npm_package(*GRAPHVIZ_WASM_NPM, cache_dir)
+
+    log(f"[3/{steps}] wheels from PyPI")
+    lock = json.loads((pyodide_npm / "pyodide-lock.json").read_text())
+    startup = startup_packages(lock)
+    startup_pins = [(name, entry["version"]) for name, entry in sorted(startup.items())]
+    wheels = pypi_wheels(python, startup_pins + list(EXTRA_WHEELS), cache_dir)
+    startup_wheels = {name: wheels[name] for name in startup}
+    added_wheels = {canonical_name(n): wheels[canonical_name(n)] for n, _ in EXTRA_WHEELS}
+
+    with tempfile.TemporaryDirectory(prefix="lite-build-", dir=cache_dir) as temp:
+        log(f"[4/{steps}] own wheels")
+        added_wheels |= build_own_wheels(python, graphviz_npm, Path(temp) / "wheels")
+
+        log(f"[5/{steps}] staging the site's sources (Pyodide, lock, notebooks)")
+        stage = Path(temp) / "lite"
+        stage.mkdir()
+        stage_lite_dir(stage, pyodide_npm, lock, startup, startup_wheels, added_wheels)
+
+        log(f"[6/{steps}] jupyter lite build")
+        built = Path(temp) / "site"
+        jupyter = python.parent / "jupyter"
+        run(
+            [str(jupyter), "lite", "build", "--lite-dir", str(stage)]
+            + ["--output-dir", str(built)],
+            step="jupyter lite build",
+            cwd=stage,
+        )
+        (built / STAMP_NAME).write_text(json.dumps({"inputs_sha256": digest}) + "\n")
+
+        # Replace the old site only once the new one is complete.
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(built), str(out_dir))
+
+    count, size = site_size(out_dir)
+    seconds = time.monotonic() - started
+    log(f"site written to {out_dir}: {count} files, {size / 1e6:.1f} MB, {seconds:.0f} s")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Build the offline JupyterLite site (Pyodide kernel with "
+        "asyncmachine, rpyc, ipywidgets and a WebAssembly Graphviz)."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "lite",
+        help="output folder of the site (default: build/lite)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / "build" / "lite-cache",
+        help="folder for the build environment and downloads "
+        "(default: build/lite-cache)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even when the inputs have not changed since the last build "
+        "(downloads of pinned versions in the cache are reused)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = args.out.resolve()
+    cache_dir = args.cache.resolve()
+
+    try:
+        with cache_lock(cache_dir):
+            digest = inputs_digest()
+            if not args.force and read_stamp(out_dir) == digest:
+                log(f"site in {out_dir} is up to date (use --force to rebuild)")
+                return 0
+            build_site(out_dir, cache_dir, digest)
+    except BuildError as err:
+        log(f"error: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

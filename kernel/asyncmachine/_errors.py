@@ -10,7 +10,7 @@ class StateError(ValueError):
 
 
 class SchemaError(ValueError):
-    """A schema is invalid: a relation names an unknown state, or a field is malformed."""
+    """A schema is invalid: a relation names an unknown state, or a field is bad."""
 
 
 class HandlerTimeoutError(TimeoutError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._errors import SchemaError, StateError
 from ._handlers import DispatchTable, HandlerGroup, is_final_name
-from ._schema import EXCEPTION, Compiled, State, compile_schema
+from ._schema import EXCEPTION, State, compile_schema
 from ._tracer import Tracer
 from ._transition import Transition
 from ._types import (
@@ -30,7 +30,6 @@ from ._types import (
     Mutation,
     MutationType,
     Result,
-    Source,
 )
 from ._waits import StateContext, Waiter, call_in_loop
 
@@ -46,6 +45,7 @@ def machines() -> list[Machine]:
     """Return the live, not disposed machines of this process, sorted by id."""
     found = [m for m in list(_registry.values()) if not m.is_disposed()]
     return sorted(found, key=lambda m: m.id)
+
 
 _STD_LEVELS = {
     LogLevel.EXTERNAL: logging.INFO,
@@ -89,9 +89,9 @@ class Machine:
 
     Each state has a tick that grows on every activation and deactivation, so an
     odd tick means active. Mutations (:meth:`add`, :meth:`remove`, :meth:`set`) run
-    synchronously in the caller, handlers included; a mutation made while the
-    queue runs (from a handler, or from another thread) is queued and returns a
-    queued result.
+    synchronously in the caller, handlers included. A mutation made while the
+    queue runs (from a handler, or from another thread) is queued instead, and
+    returns a queued result.
 
     Args:
         schema: state names mapped to :class:`State` (or mappings of its fields).
@@ -111,8 +111,10 @@ class Machine:
         tags: free metadata.
         catch_panics: turn handler exceptions into ``Exception`` (the default);
             when False they propagate to the caller of the mutation.
-        strict: raise :class:`SchemaError` for relations naming unknown states;
-            when False such names are dropped, as the reference does.
+        strict: raise :class:`SchemaError` for relations naming unknown states.
+            When False the reference's parsing applies: unknown names in add,
+            remove and after are dropped, and an unknown required state makes
+            the requiring state impossible to activate.
     """
 
     __slots__ = (
@@ -200,7 +202,9 @@ class Machine:
         self._groups: list[HandlerGroup] = []
         self._group_seq = 0
         self._dispatch: DispatchTable | None = None
-        self._log_level = LogLevel(log_level) if log_level is not None else _env_log_level()
+        self._log_level = (
+            LogLevel(log_level) if log_level is not None else _env_log_level()
+        )
         if os.environ.get("AM_DEBUG"):
             catch_panics = False
             handler_timeout = 600.0
@@ -307,7 +311,10 @@ class Machine:
     # Mutations
 
     def add(
-        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: str | Iterable[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Activate `states`, keeping the active ones (relations permitting)."""
@@ -320,7 +327,10 @@ class Machine:
         return self._enqueue(mutation, _K_EV_ADD if event is not None else _K_ADD)
 
     def remove(
-        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: str | Iterable[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Deactivate `states`."""
@@ -333,7 +343,10 @@ class Machine:
         return self._enqueue(mutation, _K_EV_REMOVE if event is not None else _K_REMOVE)
 
     def set(
-        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: str | Iterable[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Make `states` (and what their relations imply) the only active states."""
@@ -346,7 +359,10 @@ class Machine:
         return self._enqueue(mutation, _K_SET)
 
     def toggle(
-        self, states: str | Iterable[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: str | Iterable[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Remove `states` when all of them are active, otherwise add them."""
@@ -356,23 +372,33 @@ class Machine:
         return self.add(called, args, event=event)
 
     def add_err(
-        self, err: BaseException | None, args: Mapping[str, Any] | None = None, *,
+        self,
+        err: BaseException | None,
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Store `err` as the last error and add ``Exception``."""
         return self._add_err((EXCEPTION,), err, args, event)
 
     def add_err_state(
-        self, state: str, err: BaseException | None,
-        args: Mapping[str, Any] | None = None, *, event: Event | None = None,
+        self,
+        state: str,
+        err: BaseException | None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Result:
         """Store `err` and add both `state` (an error state) and ``Exception``."""
         called = self._parse_states([state, EXCEPTION])
         return self._add_err(called, err, args, event)
 
     def _add_err(
-        self, called: tuple[str, ...], err: BaseException | None,
-        args: Mapping[str, Any] | None, event: Event | None,
+        self,
+        called: tuple[str, ...],
+        err: BaseException | None,
+        args: Mapping[str, Any] | None,
+        event: Event | None,
     ) -> Result:
         if err is not None and not isinstance(err, BaseException):
             raise TypeError(f"err must be an exception or None, got {err!r}")
@@ -450,7 +476,7 @@ class Machine:
     def can_remove(
         self, states: str | Iterable[str], args: Mapping[str, Any] | None = None
     ) -> Result:
-        """Check whether removing `states` would be accepted, running negotiation only."""
+        """Check whether removing `states` would be accepted (negotiation only)."""
         return self._check(REMOVE, states, args)
 
     def _check(self, mtype: MutationType, states: Any, args: Any) -> Result:
@@ -464,7 +490,7 @@ class Machine:
             if self._processing:
                 return Result(2)
             self._processing = True
-        return self._drain()
+        return self._drain(mutation)
 
     def _in_backoff(self) -> bool:
         return self._backoff_until > 0.0 and time.monotonic() < self._backoff_until
@@ -527,7 +553,7 @@ class Machine:
                     )
                 return Result(mutation.queue_tick)
             self._processing = True
-        return self._drain()
+        return self._drain(mutation)
 
     def _limit_allows(self, kind: int, called: tuple[str, ...]) -> bool:
         # One Exception may enter a full queue, as in the reference.
@@ -574,9 +600,15 @@ class Machine:
                 self._emit(LogLevel.OPS, "[auto] %s", (" ".join(candidates),))
             self._prepend(Mutation(ADD, tuple(candidates), None, auto=True))
 
-    def _drain(self) -> Result:
-        """Run queued mutations until the queue is empty; return the first result."""
+    def _drain(self, own: Mutation | None = None) -> Result:
+        """Run queued mutations until the queue is empty.
+
+        Returns the result of `own`, the caller's mutation, or else the first
+        result. Mutations left by a handler exception that propagated
+        (``catch_panics=False``) run first, but their results are not returned.
+        """
         first: Result | None = None
+        own_result: Result | None = None
         queue = self._queue
         lock = self._lock
         try:
@@ -601,6 +633,8 @@ class Machine:
                     self._transition = None
                 if first is None:
                     first = result
+                if mutation is own:
+                    own_result = result
                 if tx.accepted and not mutation.check and self._waiters:
                     self._process_waiters(tx)
         except BaseException:
@@ -617,6 +651,8 @@ class Machine:
                 tracer.queue_end(self)
         if self._disposing and not self._disposed:
             self._finish_dispose()
+        if own_result is not None:
+            return own_result
         return first if first is not None else CANCELED
 
     # Handlers
@@ -642,7 +678,7 @@ class Machine:
             if (
                 is_async
                 and not is_final_name(name)
-                and self._is_handler_name(name[len(prefix or "") :])
+                and self._is_handler_name((prefix or "") + name)
             ):
                 raise TypeError(
                     f"handler {name} of {type(handlers).__name__} is async, but "
@@ -653,7 +689,9 @@ class Machine:
         self._groups.append(group)
         self._dispatch = DispatchTable(self._groups)
         if self._log_level >= LogLevel.OPS:
-            self._emit(LogLevel.OPS, "[handlers] bind %d:%s", (len(self._groups), group_id))
+            self._emit(
+                LogLevel.OPS, "[handlers] bind %d:%s", (len(self._groups), group_id)
+            )
         for tracer in self._tracers:
             tracer.handlers_bound(self, group_id)
         if first and EXCEPTION in self._active_set and self._err is not None:
@@ -881,6 +919,8 @@ class Machine:
 
     def clock(self, states: Iterable[str] | None = None) -> dict[str, int]:
         """Return ticks by name, of every state or of `states`."""
+        if self._disposed:
+            return {}
         names = self._compiled.names if states is None else self._parse_states(states)
         ticks = self._ticks
         return {n: ticks[n] for n in names}
@@ -999,6 +1039,11 @@ class Machine:
     def _register(self, waiter: Waiter) -> Waiter:
         if not waiter.done() and waiter not in self._waiters:
             self._waiters.append(waiter)
+            # A transition in another thread may have run between the check and
+            # the registration; check again so the waiter cannot miss it.
+            if self._is_satisfied(waiter):
+                self._resolve_waiter(waiter)
+                return waiter
             if self._log_level >= LogLevel.OPS:
                 self._emit(
                     LogLevel.OPS,
@@ -1006,6 +1051,19 @@ class Machine:
                     (waiter.kind, " ".join(waiter.states)),
                 )
         return waiter
+
+    def _is_satisfied(self, waiter: Waiter) -> bool:
+        kind = waiter.kind
+        if kind == "when":
+            return self._active_set.issuperset(waiter.states)
+        if kind == "whenNot":
+            return self._active_set.isdisjoint(waiter.states)
+        if kind == "whenTime":
+            ticks = self._ticks
+            return all(ticks[name] >= tick for name, tick in waiter.values)
+        if kind == "whenQueue":
+            return self._queue_tick >= waiter.values
+        return False
 
     def _drop_waiter(self, waiter: Waiter) -> None:
         for waiters in (
@@ -1114,9 +1172,7 @@ class Machine:
         self._parse_states(state)
         return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
 
-    def when_args(
-        self, state: str, args: Mapping[str, Any], ctx: Any = None
-    ) -> Waiter:
+    def when_args(self, state: str, args: Mapping[str, Any], ctx: Any = None) -> Waiter:
         """Wait until `state` is entered by a mutation whose args contain `args`.
 
         It resolves when the state's ``State`` handler slot runs (on activation or
@@ -1179,8 +1235,9 @@ class Machine:
 
     def _process_waiters(self, tx: Transition) -> None:
         """Resolve waiters after an accepted transition, from what it changed."""
-        activated = tx.activated
-        deactivated = tx.deactivated
+        self._process_changes(tx.activated, tx.deactivated)
+
+    def _process_changes(self, activated: list[str], deactivated: list[str]) -> None:
         ticks = self._ticks
         for waiter in list(self._waiters):
             if waiter.done():
@@ -1239,6 +1296,10 @@ class Machine:
             ctx._resolve()
             return ctx
         self._contexts[state] = ctx
+        if self._ticks[state] != ctx.tick:
+            # The tick changed in another thread before the context was stored.
+            self._contexts.pop(state, None)
+            ctx._resolve()
         if self._log_level >= LogLevel.OPS:
             self._emit(LogLevel.OPS, "[ctx:new] %s", (state,))
         return ctx
@@ -1288,19 +1349,28 @@ class Machine:
         unknown = [n for n in names if n not in self._ticks]
         if unknown:
             raise ValueError(
-                f"export record names unknown states {unknown} for machine "
-                f"{self._id!r}"
+                f"export record names unknown states {unknown} for machine {self._id!r}"
             )
         if self._transition is not None:
             raise RuntimeError("import_ cannot run during a transition")
         compiled = compile_schema(self._compiled.schema, names, strict=False)
+        old_ticks = self._ticks
         self._compiled = compiled
         self._ticks = dict(zip(names, times, strict=True))
         self._active = [n for n in names if self._ticks[n] % 2 == 1]
         self._active_set = set(self._active)
+        changed = [n for n in names if self._ticks[n] != old_ticks[n]]
+        activated = [n for n in changed if self._ticks[n] % 2 == 1]
+        deactivated = [n for n in changed if self._ticks[n] % 2 == 0]
+        for state in changed:
+            ctx = self._contexts.pop(state, None)
+            if ctx is not None:
+                ctx._resolve()
         self._machine_tick = machine_tick + 1
         if self._dispatch is not None:
             self._dispatch = DispatchTable(self._groups)
+        if self._waiters:
+            self._process_changes(activated, deactivated)
         if self._log_level >= LogLevel.CHANGES:
             self._emit(LogLevel.CHANGES, "[import] %s", (str(self),))
         if _RESTORED_STATE in self._ticks:
@@ -1478,11 +1548,7 @@ class Machine:
             tracer.machine_dispose(self._id)
         self._groups = []
         self._dispatch = None
-        waiters = (
-            self._waiters
-            + self._args_waiters
-            + self._queue_end_waiters
-        )
+        waiters = self._waiters + self._args_waiters + self._queue_end_waiters
         self._waiters = []
         self._args_waiters = []
         self._queue_end_waiters = []

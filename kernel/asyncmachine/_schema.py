@@ -124,7 +124,9 @@ class State(_StateFields):
         parts = []
         for field, value in zip(self._fields, self, strict=True):
             if value:
-                parts.append(f"{field}={list(value) if type(value) is tuple else value}")
+                parts.append(
+                    f"{field}={list(value) if type(value) is tuple else value}"
+                )
         return f"State({', '.join(parts)})"
 
 
@@ -166,7 +168,7 @@ def set_state(
 
     Flags change only when `auto` or `multi` is given.
     """
-    fields = dict(zip(State._fields, state, strict=True))
+    fields: dict[str, Any] = dict(zip(State._fields, state, strict=True))
     for key, value in overlay.items():
         if key not in RELATIONS and key != "tags":
             raise SchemaError(
@@ -216,8 +218,8 @@ class StatesBase:
         super().__init_subclass__(**kwargs)
         own = [
             name
-            for name in cls.__dict__.get("__annotations__", {})
-            if not name.startswith("_")
+            for name, annotation in cls.__dict__.get("__annotations__", {}).items()
+            if not name.startswith("_") and annotation in (str, "str")
         ]
         for name in own:
             setattr(cls, name, name)
@@ -448,6 +450,9 @@ def _check_order(
     if order is None:
         return tuple(schema)
     names = tuple(dict.fromkeys(order))
+    if len(names) != len(order):
+        repeated = sorted({n for n in order if order.count(n) > 1})
+        raise SchemaError(f"state_order repeats states {repeated}; list each once")
     unknown = [n for n in names if n not in schema]
     if unknown:
         raise SchemaError(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import HandlerTimeoutError
 from ._schema import EXCEPTION
-from ._types import ADD, CANCELED, EXECUTED, REMOVE, SET, Event, LogLevel, Mutation
+from ._types import ADD, CANCELED, EXECUTED, REMOVE, Event, LogLevel, Mutation
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -431,8 +431,10 @@ class Transition:
             self._final_phase(dispatch)
 
         table = mach._dispatch
-        if not self.canceled and table is not None:
-            entries = table.cache.get("AnyState")
+        if not self.canceled and (
+            table is not None or log_level >= LogLevel.EVERYTHING
+        ):
+            entries = table.cache.get("AnyState") if table is not None else None
             if entries is None or entries or log_level >= LogLevel.EVERYTHING:
                 self._call_any_state()
 
@@ -567,7 +569,7 @@ class Transition:
         return tuple(targets), not_accepted, exits, enters
 
     def _negotiate(self) -> bool:
-        """Run the negotiation handlers; return False when the transition is canceled."""
+        """Run the negotiation handlers; return False if the transition is canceled."""
         mach = self.machine
         compiled = mach._compiled
         dispatch = mach._dispatch
@@ -898,9 +900,13 @@ class Transition:
                 ticks[state] += 1
             elif state in called_set and state in multi:
                 ticks[state] += 2
+        contexts = mach._contexts
         for state in mach._active:
             if state not in fixed_set:
                 ticks[state] += 1
+                ctx = contexts.pop(state, None)
+                if ctx is not None:
+                    ctx._resolve()
         mach._active = fixed[:]
         mach._active_set = fixed_set
 

@@ -170,9 +170,7 @@ class Event:
     def is_valid(self) -> bool:
         """Whether the event's transition is still running and not canceled."""
         tx = self.transition
-        return (
-            self.machine._transition is tx and not tx.completed and not tx.canceled
-        )
+        return self.machine._transition is tx and not tx.completed and not tx.canceled
 
     def source(self) -> Source:
         """Return this event as the source of a mutation made by its handler."""

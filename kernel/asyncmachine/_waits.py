@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 __all__ = ["StateContext", "Waiter"]
@@ -78,7 +79,7 @@ class _Awaitable:
         if futures:
             self._futures = None
             for future in futures:
-                call_in_loop(future.get_loop(), lambda f=future: _finish(f, cancel))
+                call_in_loop(future.get_loop(), partial(_finish, future, cancel))
         callbacks = self._callbacks
         if callbacks:
             self._callbacks = None

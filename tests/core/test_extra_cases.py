@@ -15,7 +15,8 @@ import pytest
 
 from tests import cases
 
-EXTRA_FILE = pathlib.Path(__file__).resolve().parent.parent / "data" / "cases_extra.json"
+DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
+EXTRA_FILE = DATA_DIR / "cases_extra.json"
 
 # Case id -> why the core fails it; empty while the core matches every case.
 KNOWN_DEVIATIONS: dict[str, str] = {}

@@ -234,6 +234,12 @@ class Machine:
         _registry[id] = self
         for tracer in tracers:
             self.add_tracer(tracer)
+        if os.environ.get("AM_DBG_ADDR"):
+            # Zero-code telemetry; imported lazily, so the core needs no network
+            # code unless the variable is set. It logs errors and never raises.
+            from .telemetry import attach_from_env
+
+            attach_from_env(self)
         if compiled.errors:
             self.add_err(SchemaError("; ".join(compiled.errors)))
         if handlers is not None:

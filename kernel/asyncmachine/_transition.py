@@ -959,6 +959,5 @@ class Transition:
     def _log(self, level: int, message: str, *args: Any) -> None:
         mach = self.machine
         if mach._log_level >= level:
+            # _emit also records the line in this transition's log_lines.
             mach._emit(level, message, args)
-            if self.log_lines is not None:
-                self.log_lines.append(message % args if args else message)

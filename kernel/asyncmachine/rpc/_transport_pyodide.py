@@ -145,6 +145,7 @@ async def connect_pyodide_ws(
     *,
     options: ConnectionOptions | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    fetch_root: bool = True,
 ) -> AsyncConnection:
     """Open an rpyc connection over the browser's WebSocket and fetch the root.
 
@@ -158,6 +159,8 @@ async def connect_pyodide_ws(
         options: Limits and timeouts.
         connect_timeout: Seconds allowed for opening the socket and the first
             request together.
+        fetch_root: Fetch the peer's root before returning; False for a
+            connection that only serves this end's service.
 
     Raises:
         TimeoutError: The connection was not ready within connect_timeout.
@@ -173,10 +176,17 @@ async def connect_pyodide_ws(
         raise TimeoutError(
             f"opening a WebSocket to {url} timed out after {connect_timeout} s"
         ) from None
+    # The query may carry a token, and the peer text goes to logs.
     conn = AsyncConnection(
-        service, transport, options=options, kind="pyodide-ws", peer=url
+        service,
+        transport,
+        options=options,
+        kind="pyodide-ws",
+        peer=url.split("?", 1)[0],
     )
     transport.attach(conn)
+    if not fetch_root:
+        return conn
     try:
         await conn.get_root(timeout=max(0.0, deadline - loop.time()))
     except BaseException:

@@ -272,6 +272,7 @@ async def connect_ws(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     origin: str | None = None,
     headers: Mapping[str, str] | None = None,
+    fetch_root: bool = True,
 ) -> AsyncConnection:
     """Open an rpyc connection over a WebSocket and fetch the peer's root service.
 
@@ -283,6 +284,9 @@ async def connect_ws(
             first request together.
         origin: Value of the ``Origin`` header to send, if any.
         headers: Extra HTTP headers of the handshake, e.g. a token.
+        fetch_root: Fetch the peer's root before returning. False suits a
+            connection that only serves this end's service, such as a tunnel
+            whose peer may stay silent.
 
     Raises:
         TimeoutError: The connection was not ready within connect_timeout.
@@ -316,14 +320,21 @@ async def connect_ws(
         _WebSocketTransport(ws, session=session),
         options=options,
         kind="ws",
-        peer=url,
+        peer=_url_without_query(url),
     )
     conn.attach_task(
         loop.create_task(_read_websocket(conn, ws), name=f"rpc-reader-{conn.conn_id}")
     )
+    if not fetch_root:
+        return conn
     try:
         await conn.get_root(timeout=max(0.0, deadline - loop.time()))
     except BaseException:
         await conn.aclose()
         raise
     return conn
+
+
+def _url_without_query(url: str) -> str:
+    """Drop the query, which may carry a token, from a URL shown in logs."""
+    return url.split("?", 1)[0]

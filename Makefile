@@ -21,7 +21,7 @@ PACKAGES_FORCE := $(if $(filter-out $(PACKAGES_RECORDED),$(PACKAGE_INITS))$(filt
 # A missing node_modules tree forces the npm step, even when its stamp exists.
 NPM_FORCE := $(if $(wildcard $(PYODIDE_MANIFEST)),,FORCE)
 
-.PHONY: install test bench demo lint clean FORCE
+.PHONY: install test bench demo lite lint clean FORCE
 
 SYSTEM_STAMP := $(VENV)/.stamp-system
 
@@ -69,6 +69,10 @@ bench: install
 
 demo: install
 	$(VENV_PYTHON) -m asyncmachine.demo
+
+# The offline JupyterLite site, in build/lite; cached, rebuilt when inputs change.
+lite: install
+	$(VENV_PYTHON) scripts/build_lite.py --out build/lite
 
 # Runs all three tools and fails at the end if any of them failed.
 lint: install

@@ -17,10 +17,10 @@ plain ``import NAME`` in a cell loads them:
 
 The build itself needs Python 3.11+, npm, and access to PyPI and the npm
 registry. It installs jupyterlite-core and jupyterlite-pyodide-kernel into its
-own virtual environment under the cache directory (build/lite-cache), keeps
-downloads there, and skips the whole build when the output directory's stamp
-matches a hash of the inputs: lite/, kernel/, repl/, pyproject.toml, this
-script and the pinned versions below.
+own virtual environment under the cache directory (build/lite-cache), and it
+keeps downloads there. The output directory holds a stamp with a hash of the
+inputs (lite/, kernel/, repl/, pyproject.toml, this script and the pinned
+versions below), and the build is skipped while that hash still matches.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -104,7 +103,7 @@ DIGEST_IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".jupyterlite.doit.
 
 
 class BuildError(Exception):
-    """A build step failed; the message says what failed and what to do."""
+    """A failed build step, with a message that names it and the next step."""
 
 
 def log(message: str) -> None:
@@ -128,7 +127,9 @@ def output_tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run(command: list[str], *, step: str, cwd: Path | None = None) -> str:
+def run(
+    command: list[str], *, step: str, cwd: Path | None = None, hint: str = ""
+) -> str:
     """Run a command and return its output, or raise BuildError with its tail."""
     result = subprocess.run(
         command,
@@ -139,10 +140,11 @@ def run(command: list[str], *, step: str, cwd: Path | None = None) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise BuildError(
+        message = (
             f"{step} failed (exit code {result.returncode}): {' '.join(command)}\n"
             f"--- last lines of its output ---\n{output_tail(result.stdout)}"
         )
+        raise BuildError(f"{message}\n{hint}" if hint else message)
     return result.stdout
 
 
@@ -190,7 +192,7 @@ def cache_lock(cache_dir: Path) -> Iterator[None]:
 
 
 def ensure_build_venv(cache_dir: Path) -> Path:
-    """Create or update the build's virtual environment; return its python."""
+    """Create or update the build's virtual environment and return its python."""
     venv = cache_dir / "venv"
     python = venv / "bin" / "python"
     marker = venv / ".requirements"
@@ -203,18 +205,21 @@ def ensure_build_venv(cache_dir: Path) -> Path:
     if venv.exists():
         shutil.rmtree(venv)
     log(f"creating the build environment {venv} ({', '.join(BUILD_REQUIREMENTS)})")
-    run([sys.executable, "-m", "venv", str(venv)], step="creating a virtual environment")
+    run(
+        [sys.executable, "-m", "venv", str(venv)], step="creating a virtual environment"
+    )
     run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         + list(BUILD_REQUIREMENTS),
-        step="pip install of the build tools (needs access to PyPI)",
+        step="pip install of the build tools",
+        hint="Check that PyPI is reachable, then run the build again.",
     )
     marker.write_text(wanted)
     return python
 
 
 def npm_package(name: str, version: str, cache_dir: Path) -> Path:
-    """Download an npm package with `npm pack`, unpack it once, return its folder."""
+    """Download and unpack an npm package once (`npm pack`) and return its folder."""
     folder = cache_dir / "npm" / f"{canonical_name(name).lstrip('@')}-{version}"
     if (folder / "package.json").exists():
         log(f"npm package {name}@{version} already downloaded")
@@ -230,7 +235,8 @@ def npm_package(name: str, version: str, cache_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir) as temp:
         output = run(
             [npm, "pack", f"{name}@{version}", "--pack-destination", temp, "--silent"],
-            step=f"npm pack {name}@{version} (needs access to the npm registry)",
+            step=f"npm pack {name}@{version}",
+            hint="Check that the npm registry is reachable, then run the build again.",
         )
         tarball = Path(temp) / output.strip().splitlines()[-1]
         unpacked = Path(temp) / "unpacked"
@@ -257,7 +263,7 @@ def find_wheel(folder: Path, name: str, version: str) -> Path | None:
 def pypi_wheels(
     python: Path, requirements: list[tuple[str, str]], cache_dir: Path
 ) -> dict[str, Path]:
-    """Download pure-Python wheels for Python 3.14; return them by canonical name."""
+    """Download pure-Python wheels for Python 3.14 and return them by name."""
     folder = cache_dir / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
     wheels = {}
@@ -270,7 +276,8 @@ def pypi_wheels(
             [str(python), "-m", "pip", "download", "--quiet", "--no-deps"]
             + ["--only-binary=:all:", "--python-version", "3.14"]
             + ["--dest", str(folder), f"{name}=={version}"],
-            step=f"pip download of {name}=={version} (needs access to PyPI)",
+            step=f"pip download of {name}=={version}",
+            hint="Check that PyPI is reachable, then run the build again.",
         )
     for name, version in requirements:
         wheel = find_wheel(folder, name, version)
@@ -284,8 +291,8 @@ def pypi_wheels(
 
 
 def copy_sources(sources: list[Path], source_root: Path, target_root: Path) -> None:
-    """Copy files and folders under `source_root` to the same paths under `target_root`."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info")
+    """Copy paths under `source_root` to the same relative paths in `target_root`."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for source in sources:
         target = target_root / source.relative_to(source_root)
         if source.is_dir():
@@ -305,7 +312,9 @@ def build_wheel(python: Path, project: Path, out: Path, label: str) -> Path:
     )
     built = set(out.glob("*.whl")) - before
     if len(built) != 1:
-        raise BuildError(f"expected one new {label} wheel in {out}, found {sorted(built)}")
+        raise BuildError(
+            f"expected one new {label} wheel in {out}, found {sorted(built)}"
+        )
     return built.pop()
 
 
@@ -353,6 +362,8 @@ def wheel_metadata(wheel: Path) -> tuple[str, str, list[str], list[str]]:
     requires = []
     for requirement in fields.get("Requires-Dist", []):
         # Requirements that only an extra pulls in are not installed.
+        # NOTE: other environment markers are not evaluated, so such a
+        # requirement counts; write_lock() then fails if the site lacks it.
         if re.search(r"\bextra\s*==", requirement):
             continue
         match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
@@ -488,7 +499,9 @@ def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
     startup_pins = [(name, entry["version"]) for name, entry in sorted(startup.items())]
     wheels = pypi_wheels(python, startup_pins + list(EXTRA_WHEELS), cache_dir)
     startup_wheels = {name: wheels[name] for name in startup}
-    added_wheels = {canonical_name(n): wheels[canonical_name(n)] for n, _ in EXTRA_WHEELS}
+    added_wheels = {
+        canonical_name(n): wheels[canonical_name(n)] for n, _ in EXTRA_WHEELS
+    }
 
     with tempfile.TemporaryDirectory(prefix="lite-build-", dir=cache_dir) as temp:
         log(f"[4/{steps}] own wheels")
@@ -518,7 +531,8 @@ def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
 
     count, size = site_size(out_dir)
     seconds = time.monotonic() - started
-    log(f"site written to {out_dir}: {count} files, {size / 1e6:.1f} MB, {seconds:.0f} s")
+    log(f"site written to {out_dir}: {count} files, {size / 1e6:.1f} MB")
+    log(f"build finished in {seconds:.0f} s")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Install the system programs the project needs outside Python: graphviz's dot,
-# which renders diagrams (asyncmachine.vis, the Jupyter extension). Does nothing
-# when dot is already on PATH, so it is safe to run on every `make install`.
+# which renders diagrams (asyncmachine.vis, the Jupyter extension), and Debian's
+# Chromium, which the browser tests and `am-demo --headless` drive. Installs only
+# what is missing, so it is safe to run on every `make install`.
 set -euo pipefail
 
-if command -v dot >/dev/null 2>&1; then
-    echo "system deps: graphviz dot found ($(command -v dot))"
+missing=()
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system deps: dot ($(command -v dot)) and chromium ($(command -v chromium)) found"
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: graphviz's dot program is missing and apt-get is not available;" \
-         "install graphviz with your package manager (brew install graphviz," \
-         "dnf install graphviz, conda install graphviz) and run this again" >&2
+    echo "error: missing ${missing[*]} and apt-get is not available;" \
+         "install them with your package manager (graphviz: brew install graphviz;" \
+         "chromium: your distribution's chromium package) and run this again" >&2
     exit 1
 fi
 
@@ -21,17 +26,19 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     sudo_cmd=(sudo -n)
 else
-    echo "error: graphviz's dot program is missing and installing it needs root;" \
-         "run: sudo apt-get update && sudo apt-get install -y graphviz" >&2
+    echo "error: missing ${missing[*]}, and installing needs root;" \
+         "run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi
 
-echo "system deps: installing graphviz with apt-get"
+echo "system deps: installing ${missing[*]} with apt-get (chromium is a large download)"
 "${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz
+"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 
-if ! command -v dot >/dev/null 2>&1; then
-    echo "error: apt-get installed graphviz, but dot is still not on PATH" >&2
-    exit 1
-fi
-echo "system deps: graphviz dot installed ($(command -v dot))"
+for program in dot chromium; do
+    if ! command -v "$program" >/dev/null 2>&1; then
+        echo "error: apt-get finished, but $program is still not on PATH" >&2
+        exit 1
+    fi
+done
+echo "system deps: dot ($(command -v dot)) and chromium ($(command -v chromium)) installed"

@@ -240,6 +240,16 @@ class Machine:
             from .telemetry import attach_from_env
 
             attach_from_env(self)
+        if os.environ.get("AM_REPL_DIR"):
+            # Zero-code REPL endpoint; rpyc is imported only when this is set.
+            try:
+                from .rpc.repl import maybe_expose_from_env
+            except ImportError as err:
+                logger.warning(
+                    "AM_REPL_DIR is set, but REPL endpoints need rpyc: %s", err
+                )
+            else:
+                maybe_expose_from_env(self)
         if compiled.errors:
             self.add_err(SchemaError("; ".join(compiled.errors)))
         if handlers is not None:

@@ -196,7 +196,9 @@ def add_machine_cluster(
     `key` prefixes every node name, so several machines fit in one graph.
     """
     schema = mach.schema()
-    clock = mach.clock()
+    # A disposed machine reports an empty clock; its states are drawn at tick 0.
+    clock = dict.fromkeys(mach.state_names(), 0)
+    clock.update(mach.clock())
     active = set(mach.active_states())
     names = mach.state_names()
     cluster = MachineCluster(

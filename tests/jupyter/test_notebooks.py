@@ -26,6 +26,14 @@ EXPECTED_TEXT = {
         "worker (Start:1 Done:1) [Idle:",
         "Job tick: 16",
     ],
+    "04-distributed.ipynb": [
+        "server-foo received: ['hi']",
+        "clocks equal: True",
+        "'message 4']",
+        "1. server-foo",
+        "last message: from am-repl",
+        "address files left: []",
+    ],
 }
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import wire
+from ._blocking import BlockingMirror
+from ._client import MirrorClient
 from ._driver import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -44,11 +46,70 @@ from ._driver import (
     Transport,
     resolve_service,
 )
+from ._errors import (
+    AccessDeniedError,
+    HandshakeError,
+    MirrorError,
+    RemoteError,
+    RemoteMutationError,
+    RpcError,
+)
 from ._framing import FrameError, FrameTooLargeError
+from ._hub import Hub
+from ._listen import (
+    SourceServer,
+    SourceWebSocketHandler,
+    serve_source,
+    source_ws_handler,
+)
+from ._mirror import Mirror, connect_mirror
+from ._peer import Peer, open_peer
+from ._pipes import Pipe, pipe
+from ._retry import RetryPolicy
+from ._source import StateSource
+from ._source_session import SourceSession
+from ._states import (
+    CLIENT_SCHEMA,
+    CONSUMER_SCHEMA,
+    LISTENER_SCHEMA,
+    SERVER_SCHEMA,
+    ClientStates,
+    ListenerStates,
+    ServerStates,
+)
 from ._transport_pyodide import connect_pyodide_ws
 from ._transport_tcp import TcpServer, connect_tcp, serve_tcp
 
 __all__ = [
+    "CLIENT_SCHEMA",
+    "CONSUMER_SCHEMA",
+    "LISTENER_SCHEMA",
+    "SERVER_SCHEMA",
+    "AccessDeniedError",
+    "BlockingMirror",
+    "ClientStates",
+    "HandshakeError",
+    "Hub",
+    "ListenerStates",
+    "Mirror",
+    "MirrorClient",
+    "MirrorError",
+    "Peer",
+    "Pipe",
+    "RemoteError",
+    "RemoteMutationError",
+    "RetryPolicy",
+    "RpcError",
+    "ServerStates",
+    "SourceServer",
+    "SourceSession",
+    "SourceWebSocketHandler",
+    "StateSource",
+    "connect_mirror",
+    "open_peer",
+    "pipe",
+    "serve_source",
+    "source_ws_handler",
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",

@@ -8,18 +8,26 @@ checksum. Decoding is strict: every field's type, range, length and size is
 checked, and any problem raises :class:`WireError` naming the field and the bad
 value. Constructors run the same checks, so an invalid message cannot be built.
 
+The messages of every change (:class:`SetClock`, :class:`Mutate` and
+:class:`MutateReply`) also have a compact binary form (:func:`encode_binary`, see
+``_wire_binary``): a one-state clock diff takes 9 bytes. :func:`decode` reads both
+forms. Fields in brackets below are optional trailing fields: a message
+without them keeps the shorter layout.
+
 Message types (``code``: class, wire fields after version and type):
 
 ====  ===================  =====================================================
 code  class                fields
 ====  ===================  =====================================================
 1     Hello                machine_id, sync_schema, schema_hash, allowed_states,
-                           skipped_states, shallow_clocks, sync_mutations
+                           skipped_states, shallow_clocks, sync_mutations,
+                           [token, source_id]
 2     HelloReply           machine_id, state_names, time, queue_tick,
                            machine_tick, states_count, schema
 3     Handshake            (none)
 4     Ack                  (none)
-5     Mutate               kind, idxs, args, event, needs_reply
+5     Mutate               kind, idxs, args, event, needs_reply,
+                           [mutation_id, error]
 6     MutateReply          result, clock, mutations
 7     Sync                 (none)
 8     SyncReply            time, queue_tick, machine_tick
@@ -106,6 +114,7 @@ __all__ = [
     "clock_checksum",
     "decode",
     "encode",
+    "encode_binary",
 ]
 
 WIRE_VERSION = 1
@@ -146,7 +155,7 @@ class MutationType(IntEnum):
     SET = 3
 
 
-# -- messages -------------------------------------------------------------------
+# -- messages --------------------------------------------------------------------------
 
 _MessageT = TypeVar("_MessageT", bound="Message")
 
@@ -202,6 +211,8 @@ class Hello(Message):
     skipped_states: tuple[str, ...] | None = None
     shallow_clocks: bool = False
     sync_mutations: bool = False
+    token: str = ""
+    source_id: str = ""
 
     def __post_init__(self) -> None:
         prefix = self._name()
@@ -215,9 +226,11 @@ class Hello(Message):
             set_field(self, name, value)
         check_bool(f"{prefix}.shallow_clocks", self.shallow_clocks)
         check_bool(f"{prefix}.sync_mutations", self.sync_mutations)
+        check_str(f"{prefix}.token", self.token)
+        check_str(f"{prefix}.source_id", self.source_id)
 
     def _body(self) -> list[Any]:
-        return [
+        body = [
             self.machine_id,
             self.sync_schema,
             self.schema_hash,
@@ -226,10 +239,16 @@ class Hello(Message):
             self.shallow_clocks,
             self.sync_mutations,
         ]
+        # The last two fields are optional on the wire: a hello without a token
+        # and a source id has seven fields.
+        if self.token or self.source_id:
+            body += [self.token, self.source_id]
+        return body
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Hello:
-        expect_fields(cls._name(), body, 7)
+        if len(body) != 9:
+            expect_fields(cls._name(), body, 7)
         return cls(*body)
 
 
@@ -362,6 +381,15 @@ class Mutate(Message):
 
     With ``needs_reply=False`` the message is a notification: the source sends no
     reply.
+
+    Attributes:
+        mutation_id: Id chosen by the mirror, unique per client id, or "" for
+            none. A source that already applied a mutation with this id returns
+            the stored result instead of applying it again, so resending after a
+            lost reply is safe.
+        error: Only with kind ADD: the message of an error raised through the
+            mirror (``add_err``). The source adds the states of ``idxs`` as
+            error states with this error.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.MUTATE
@@ -371,6 +399,8 @@ class Mutate(Message):
     args: dict[str, Any] | None = None
     event: MutationEvent | None = None
     needs_reply: bool = True
+    mutation_id: str = ""
+    error: str | None = None
 
     def __post_init__(self) -> None:
         prefix = self._name()
@@ -384,24 +414,36 @@ class Mutate(Message):
                 )
             self.event._check(f"{prefix}.event")
         check_bool(f"{prefix}.needs_reply", self.needs_reply)
+        check_str(f"{prefix}.mutation_id", self.mutation_id)
+        if self.error is not None:
+            check_str(f"{prefix}.error", self.error, MAX_TEXT_LENGTH)
+            if self.kind is not MutationType.ADD:
+                raise WireError(
+                    f"{prefix}.error", self.error, "only an add mutation carries one"
+                )
 
     def _body(self) -> list[Any]:
-        return [
+        body = [
             int(self.kind),
             list(self.idxs),
             self.args,
             None if self.event is None else self.event._body(),
             self.needs_reply,
         ]
+        # The last two fields are optional on the wire, as in Hello.
+        if self.mutation_id or self.error is not None:
+            body += [self.mutation_id, self.error]
+        return body
 
     @classmethod
     def _from_body(cls, body: list[Any]) -> Mutate:
         prefix = cls._name()
-        expect_fields(prefix, body, 5)
-        kind, idxs, args, event, needs_reply = body
+        if len(body) != 7:
+            expect_fields(prefix, body, 5)
+        kind, idxs, args, event, needs_reply = body[:5]
         if event is not None:
             event = MutationEvent._from_json(f"{prefix}.event", event)
-        return cls(kind, idxs, args, event, needs_reply)
+        return cls(kind, idxs, args, event, needs_reply, *body[5:])
 
 
 @dataclass(frozen=True)
@@ -468,6 +510,10 @@ class SetClock(Message):
             checksum=items[2],
         )
 
+    def encode_binary(self) -> bytes:
+        """Return the diff in the compact binary form (see :func:`encode_binary`)."""
+        return _wire_binary.encode_binary(self)
+
     @classmethod
     def between(
         cls,
@@ -494,15 +540,17 @@ class SetClock(Message):
             )
         idxs = []
         deltas = []
-        for idx, (old, new) in enumerate(zip(before, after, strict=True)):
-            if new < old:
-                raise ValueError(
-                    f"tick of state {idx} went down from {old} to {new}; "
-                    "send the full clock instead of a diff"
-                )
+        idx = 0
+        for old, new in zip(before, after, strict=True):
             if new != old:
+                if new < old:
+                    raise ValueError(
+                        f"tick of state {idx} went down from {old} to {new}; "
+                        "send the full clock instead of a diff"
+                    )
                 idxs.append(idx)
                 deltas.append(new - old)
+            idx += 1
         queue_delta = queue_ticks[1] - queue_ticks[0]
         machine_delta = machine_ticks[1] - machine_ticks[0]
         if queue_delta < 0 or machine_delta < 0:
@@ -510,7 +558,9 @@ class SetClock(Message):
                 f"queue or machine tick went down ({queue_ticks}, {machine_ticks}); "
                 "send the full clock instead of a diff"
             )
-        return cls(
+        # The fields are computed here and valid: skip the constructor's checks.
+        return unchecked(
+            cls,
             idxs=tuple(idxs),
             deltas=tuple(deltas),
             queue_tick_delta=queue_delta,
@@ -840,7 +890,7 @@ def _schema_to_json(schema: dict[str, dict[str, Any]] | None) -> Any:
     }
 
 
-# -- encoding and decoding ------------------------------------------------------
+# -- encoding and decoding -------------------------------------------------------------
 
 
 def encode(message: Message, *, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
@@ -902,6 +952,8 @@ def decode(
         raise WireError(
             "message", f"{len(raw)} bytes", f"larger than the limit of {max_size}"
         )
+    if raw[:1] in _wire_binary.BINARY_TAGS:
+        return _wire_binary.decode_binary(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -938,5 +990,24 @@ def clock_checksum(time: Sequence[int], queue_tick: int, machine_tick: int = 0) 
     The canonical text is ``"<queue tick>;<machine tick>;<t0>,<t1>,..."`` in
     ASCII, so any implementation can compute the same value.
     """
-    text = f"{queue_tick};{machine_tick};" + ",".join(str(tick) for tick in time)
+    text = f"{queue_tick};{machine_tick};" + ",".join(map(str, time))
     return zlib.crc32(text.encode("ascii"))
+
+
+def unchecked(cls: type[_MessageT], **fields: Any) -> _MessageT:
+    """Build a message without running its checks, from values known to be valid.
+
+    Only for values computed from this end's own state, such as a source's clock
+    diffs, or for received values already checked field by field. Everything else
+    goes through the constructors' checks.
+    """
+    message = object.__new__(cls)
+    # A frozen dataclass stores its fields in __dict__; writing it directly
+    # skips the frozen __setattr__, as the constructors' set_field does.
+    message.__dict__.update(fields)
+    return message
+
+
+# Imported last: the binary codec builds the message classes defined above.
+from . import _wire_binary  # noqa: E402
+from ._wire_binary import encode_binary  # noqa: E402

@@ -13,6 +13,7 @@ also needs graphviz's ``dot`` program (``apt-get install graphviz``)::
     vis.render(graph, "foo.svg")
 """
 
+from ._links import links_for
 from ._machine import machine_graph
 from ._network import LINK_KINDS, Link, network_graph
 from ._output import DotNotFoundError, render, to_dot, to_png, to_svg
@@ -29,6 +30,7 @@ __all__ = [
     "Link",
     "TransitionRecord",
     "TransitionRecorder",
+    "links_for",
     "machine_graph",
     "network_graph",
     "record_transitions",

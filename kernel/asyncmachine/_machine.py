@@ -54,6 +54,12 @@ _STD_LEVELS = {
     LogLevel.DECISIONS: logging.DEBUG,
     LogLevel.EVERYTHING: logging.DEBUG,
 }
+# LogLevel members as module constants. In CPython 3.11 reading an attribute
+# of an Enum class goes through the __getattr__ hook of EnumType, which costs
+# several times a global lookup, and every mutation compares log levels.
+_EXTERNAL = LogLevel.EXTERNAL
+_CHANGES = LogLevel.CHANGES
+_OPS = LogLevel.OPS
 _RESTORED_STATE = "MachineRestored"
 _START_STATE = "Start"
 # Kinds of mutation calls, for the entry checks of the queue.
@@ -188,9 +194,11 @@ class Machine:
         self._parent_id = parent_id
         self._tags = tuple(tags)
         self._compiled = compiled
+        # Transitions replace these three with new objects and never change
+        # them in place, so that a transition can keep them as its snapshot.
         self._ticks = dict.fromkeys(compiled.names, 0)
         self._active: list[str] = []
-        self._active_set: set[str] = set()
+        self._active_set: frozenset[str] = frozenset()
         self._queue: deque[Mutation] = deque()
         self._queue_tick = 1
         # The queue tick the next appended mutation gets.
@@ -334,11 +342,16 @@ class Machine:
         event: Event | None = None,
     ) -> Result:
         """Activate `states`, keeping the active ones (relations permitting)."""
+        called = self._compiled.singles.get(states) if type(states) is str else None
+        if called is None:
+            called = self._parse_states(states)
         mutation = Mutation(
             ADD,
-            self._parse_states(states),
-            self._parse_args(args),
-            source=event.source() if event is not None else None,
+            called,
+            None if args is None else self._parse_args(args),
+            False,
+            False,
+            None if event is None else event.source(),
         )
         return self._enqueue(mutation, _K_EV_ADD if event is not None else _K_ADD)
 
@@ -350,11 +363,16 @@ class Machine:
         event: Event | None = None,
     ) -> Result:
         """Deactivate `states`."""
+        called = self._compiled.singles.get(states) if type(states) is str else None
+        if called is None:
+            called = self._parse_states(states)
         mutation = Mutation(
             REMOVE,
-            self._parse_states(states),
-            self._parse_args(args),
-            source=event.source() if event is not None else None,
+            called,
+            None if args is None else self._parse_args(args),
+            False,
+            False,
+            None if event is None else event.source(),
         )
         return self._enqueue(mutation, _K_EV_REMOVE if event is not None else _K_REMOVE)
 
@@ -366,11 +384,16 @@ class Machine:
         event: Event | None = None,
     ) -> Result:
         """Make `states` (and what their relations imply) the only active states."""
+        called = self._compiled.singles.get(states) if type(states) is str else None
+        if called is None:
+            called = self._parse_states(states)
         mutation = Mutation(
             SET,
-            self._parse_states(states),
-            self._parse_args(args),
-            source=event.source() if event is not None else None,
+            called,
+            None if args is None else self._parse_args(args),
+            False,
+            False,
+            None if event is None else event.source(),
         )
         return self._enqueue(mutation, _K_SET)
 
@@ -517,7 +540,7 @@ class Machine:
         if not checked:
             if self._disposing:
                 return CANCELED
-            if kind != _K_SET and self._backoff_until and self._in_backoff():
+            if self._backoff_until and kind != _K_SET and self._in_backoff():
                 return CANCELED
             if len(self._queue) >= self._queue_limit and not self._limit_allows(
                 kind, called
@@ -529,47 +552,63 @@ class Machine:
             self._check_breakpoints(mutation)
         with self._lock:
             queue = self._queue
-            if (
+            if queue:
+                if not mutation.args and self._compiled.multi.isdisjoint(called):
+                    if self._find_duplicate(mutation):
+                        return EXECUTED
+            elif (
                 mtype is REMOVE
                 and self._transition is not None
-                and not queue
                 and self._active_set.isdisjoint(called)
             ):
                 # Nothing to remove while a transition runs: done already.
                 return EXECUTED
-            if queue and not mutation.args and self._compiled.multi.isdisjoint(called):
-                called_set = set(called)
-                for queued in queue:
-                    if (
-                        queued.type is mtype
-                        and not queued.check
-                        and not queued.args
-                        and set(queued.called) == called_set
-                    ):
-                        if self._log_level >= LogLevel.OPS:
-                            self._emit(
-                                LogLevel.OPS,
-                                "[queue:skipped] Duplicate detected for [%s] %s",
-                                (mtype.value, " ".join(called)),
-                            )
-                        return EXECUTED
-            mutation.queue_tick = self._next_tick
-            self._next_tick += 1
-            queue.append(mutation)
-            if self._log_level >= LogLevel.OPS:
+            tick = mutation.queue_tick = self._next_tick
+            self._next_tick = tick + 1
+            # An idle machine with an empty queue would pop the mutation right
+            # away, so it runs the mutation without putting it in the queue.
+            direct = not queue and not self._processing
+            if not direct:
+                queue.append(mutation)
+            if self._log_level >= _OPS:
                 self._emit(
                     LogLevel.OPS, "[queue:%s] %s", (mtype.value, " ".join(called))
                 )
             if self._processing:
-                if self._log_level >= LogLevel.OPS:
+                if self._log_level >= _OPS:
                     self._emit(
                         LogLevel.OPS,
                         "[postpone] queue running (%d items)",
                         (len(queue),),
                     )
-                return Result(mutation.queue_tick)
+                return Result(tick)
             self._processing = True
-        return self._drain(mutation)
+        return self._drain(mutation, direct)
+
+    def _find_duplicate(self, mutation: Mutation) -> bool:
+        """Whether the queue holds a mutation like `mutation`; log it if so.
+
+        Call it with the lock held, for a mutation without args and without
+        Multi states.
+        """
+        mtype = mutation.type
+        called = mutation.called
+        called_set = set(called)
+        for queued in self._queue:
+            if (
+                queued.type is mtype
+                and not queued.check
+                and not queued.args
+                and set(queued.called) == called_set
+            ):
+                if self._log_level >= _OPS:
+                    self._emit(
+                        LogLevel.OPS,
+                        "[queue:skipped] Duplicate detected for [%s] %s",
+                        (mtype.value, " ".join(called)),
+                    )
+                return True
+        return False
 
     def _limit_allows(self, kind: int, called: tuple[str, ...]) -> bool:
         # One Exception may enter a full queue, as in the reference.
@@ -582,7 +621,7 @@ class Machine:
         return False
 
     def _log_queue_full(self, called: tuple[str, ...]) -> None:
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._emit(
                 LogLevel.OPS,
                 "[queue:full] %s canceled, the queue holds %d mutations",
@@ -592,7 +631,7 @@ class Machine:
     def _prepend(self, mutation: Mutation) -> None:
         with self._lock:
             self._queue.appendleft(mutation)
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._emit(
                 LogLevel.OPS,
                 "[prepend:%s] %s",
@@ -612,33 +651,35 @@ class Machine:
                 continue
             candidates.append(state)
         if candidates:
-            if self._log_level >= LogLevel.OPS:
+            if self._log_level >= _OPS:
                 self._emit(LogLevel.OPS, "[auto] %s", (" ".join(candidates),))
             self._prepend(Mutation(ADD, tuple(candidates), None, auto=True))
 
-    def _drain(self, own: Mutation | None = None) -> Result:
+    def _drain(self, own: Mutation | None = None, direct: bool = False) -> Result:
         """Run queued mutations until the queue is empty.
 
         Returns the result of `own`, the caller's mutation, or else the first
-        result. Mutations left by a handler exception that propagated
+        result. With `direct`, `own` is not in the queue and runs first.
+        Mutations left by a handler exception that propagated
         (``catch_panics=False``) run first, but their results are not returned.
         """
         first: Result | None = None
         own_result: Result | None = None
         queue = self._queue
         lock = self._lock
+        mutation = own if direct else None
         try:
             while True:
                 # Only the thread that set _processing pops, so popping needs no
                 # lock; going idle does, so that no appended mutation is missed.
-                if queue:
+                if mutation is None:
+                    if not queue:
+                        with lock:
+                            if queue:
+                                continue
+                            self._processing = False
+                        break
                     mutation = queue.popleft()
-                else:
-                    with lock:
-                        if queue:
-                            continue
-                        self._processing = False
-                    break
                 if mutation.queue_tick:
                     self._queue_tick += 1
                 tx = Transition(self, mutation)
@@ -653,6 +694,7 @@ class Machine:
                     own_result = result
                 if tx.accepted and not mutation.check and self._waiters:
                     self._process_waiters(tx)
+                mutation = None
         except BaseException:
             with lock:
                 self._processing = False
@@ -704,7 +746,7 @@ class Machine:
         first = not self._groups
         self._groups.append(group)
         self._dispatch = DispatchTable(self._groups)
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._emit(
                 LogLevel.OPS, "[handlers] bind %d:%s", (len(self._groups), group_id)
             )
@@ -1060,7 +1102,7 @@ class Machine:
             if self._is_satisfied(waiter):
                 self._resolve_waiter(waiter)
                 return waiter
-            if self._log_level >= LogLevel.OPS:
+            if self._log_level >= _OPS:
                 self._emit(
                     LogLevel.OPS,
                     "[%s:new] %s",
@@ -1095,7 +1137,7 @@ class Machine:
 
     def _resolve_waiter(self, waiter: Waiter) -> None:
         self._drop_waiter(waiter)
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._emit(
                 LogLevel.OPS, "[%s:match] %s", (waiter.kind, " ".join(waiter.states))
             )
@@ -1316,7 +1358,7 @@ class Machine:
             # The tick changed in another thread before the context was stored.
             self._contexts.pop(state, None)
             ctx._resolve()
-        if self._log_level >= LogLevel.OPS:
+        if self._log_level >= _OPS:
             self._emit(LogLevel.OPS, "[ctx:new] %s", (state,))
         return ctx
 
@@ -1374,7 +1416,7 @@ class Machine:
         self._compiled = compiled
         self._ticks = dict(zip(names, times, strict=True))
         self._active = [n for n in names if self._ticks[n] % 2 == 1]
-        self._active_set = set(self._active)
+        self._active_set = frozenset(self._active)
         changed = [n for n in names if self._ticks[n] != old_ticks[n]]
         activated = [n for n in changed if self._ticks[n] % 2 == 1]
         deactivated = [n for n in changed if self._ticks[n] % 2 == 0]
@@ -1387,7 +1429,7 @@ class Machine:
             self._dispatch = DispatchTable(self._groups)
         if self._waiters:
             self._process_changes(activated, deactivated)
-        if self._log_level >= LogLevel.CHANGES:
+        if self._log_level >= _CHANGES:
             self._emit(LogLevel.CHANGES, "[import] %s", (str(self),))
         if _RESTORED_STATE in self._ticks:
             self.add(_RESTORED_STATE)
@@ -1457,7 +1499,7 @@ class Machine:
 
     def log(self, message: str, *args: Any) -> None:
         """Log a message of user code, shown from log level EXTERNAL."""
-        if self._log_level >= LogLevel.EXTERNAL:
+        if self._log_level >= _EXTERNAL:
             text = (message % args if args else message).replace("\n", " ")
             self._emit(LogLevel.EXTERNAL, "[exter] %s", (text,))
 
@@ -1528,7 +1570,7 @@ class Machine:
                 self._breakpoint_hit(mutation)
 
     def _breakpoint_hit(self, mutation: Mutation) -> None:
-        if self._log_level >= LogLevel.CHANGES:
+        if self._log_level >= _CHANGES:
             self._emit(LogLevel.CHANGES, "[breakpoint] %s", (repr(mutation),))
 
     # Disposal

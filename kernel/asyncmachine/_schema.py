@@ -278,7 +278,9 @@ class Compiled:
         "exit_names",
         "state_names",
         "end_names",
+        "singles",
         "plans",
+        "plan_parts",
         "__weakref__",
     )
 
@@ -313,8 +315,14 @@ class Compiled:
         self.exit_names = {n: n + "Exit" for n in names}
         self.state_names = {n: n + "State" for n in names}
         self.end_names = {n: n + "End" for n in names}
-        # Resolution outcomes by (mutation type, called, active states).
+        # One shared called-states tuple per state, for mutations of one state.
+        self.singles: dict[str, tuple[str, ...]] = {n: (n,) for n in names}
+        # Resolution outcomes by (mutation type, called, active states). These
+        # caches are the only parts that change after construction. They hold
+        # values derived from the schema alone, so machines can share them.
         self.plans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # Equal parts of different plans, stored once (see Transition._plan).
+        self.plan_parts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 def _require_topology(

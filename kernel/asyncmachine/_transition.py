@@ -18,21 +18,37 @@ from __future__ import annotations
 import itertools
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import HandlerTimeoutError
 from ._schema import EXCEPTION
 from ._types import ADD, CANCELED, EXECUTED, REMOVE, Event, LogLevel, Mutation
 
 if TYPE_CHECKING:
+    from ._handlers import DispatchTable
     from ._machine import Machine
 
 __all__ = ["Transition"]
 
+# LogLevel members as module constants. In CPython 3.11 reading an attribute
+# of an Enum class goes through the __getattr__ hook of EnumType, which costs
+# several times a global lookup, and every mutation compares log levels.
+_OPS = LogLevel.OPS
+_CHANGES = LogLevel.CHANGES
+_EVERYTHING = LogLevel.EVERYTHING
 _ids = itertools.count(1)
 _HEALTH_STATES = ("Healthcheck", "Heartbeat")
-# Resolution outcomes kept per schema; the cache is emptied when full.
-_PLAN_CACHE_SIZE = 4096
+# Resolution outcomes kept per schema; the cache is emptied when full. 4 groups
+# of 5 exclusive states give 10,000 plans, about 2.5 MB with shared parts.
+_PLAN_CACHE_SIZE = 16384
+# Empty placeholders for the state lists and sets until run() sets them. They
+# are immutable, so one object serves every transition.
+_NO_STATES: Any = ()
+_NO_STATE_SET: frozenset[str] = frozenset()
+# Hot paths build events with object.__new__ and four slot stores, which is
+# cheaper than Event(...) because that runs __init__ in a new Python frame.
+_new_event = object.__new__
 
 
 class _Cancel(Exception):
@@ -51,7 +67,7 @@ class Transition:
         "machine",
         "mutation",
         "called",
-        "called_set",
+        "_called_set",
         "before",
         "before_set",
         "ticks_before",
@@ -78,25 +94,27 @@ class Transition:
         self.seq = next(_ids)
         self.machine = machine
         self.mutation = mutation
-        called = mutation.called
-        self.called = called
-        self.called_set = frozenset(called)
-        active = machine._active
-        self.before = active[:]
-        self.before_set = set(active)
-        self.ticks_before = machine._ticks.copy()
-        self.targets: list[str] = []
-        self.targets_set: set[str] = set()
-        self.exits: list[str] = []
-        self.enters: list[str] = []
+        self.called = mutation.called
+        self._called_set: frozenset[str] | None = None
+        # A transition replaces the machine's active list, active set and ticks
+        # dict with new objects and never changes them in place, so the objects
+        # themselves serve as the snapshot of the states before. Readers must
+        # not change them either (clock_before returns a copy).
+        self.before: list[str] = machine._active
+        self.before_set: AbstractSet[str] = machine._active_set
+        self.ticks_before: dict[str, int] = machine._ticks
+        self.targets: list[str] = _NO_STATES
+        self.targets_set: AbstractSet[str] = _NO_STATE_SET
+        self.exits: list[str] = _NO_STATES
+        self.enters: list[str] = _NO_STATES
         self.accepted = False
         self.canceled = False
         self.canceled_by: str | None = None
         self.completed = False
         self.applied = False
         self.tick_changed = False
-        self.activated: list[str] = []
-        self.deactivated: list[str] = []
+        self.activated: list[str] = _NO_STATES
+        self.deactivated: list[str] = _NO_STATES
         self.error: BaseException | None = None
         args = mutation.args
         if args is None and not mutation.auto:
@@ -108,6 +126,14 @@ class Transition:
         self._mark = 0.0
 
     # Public views
+
+    @property
+    def called_set(self) -> frozenset[str]:
+        """The called states as a set."""
+        called_set = self._called_set
+        if called_set is None:
+            called_set = self._called_set = frozenset(self.called)
+        return called_set
 
     @property
     def id(self) -> str:
@@ -237,7 +263,7 @@ class Transition:
                     continue
                 missing = [r for r in required if r not in present]
                 if missing:
-                    if self.machine._log_level >= LogLevel.OPS:
+                    if self.machine._log_level >= _OPS:
                         self._log(
                             LogLevel.OPS, "[reject] %s(-%s)", name, " -".join(missing)
                         )
@@ -267,7 +293,7 @@ class Transition:
                     active_blockers = (blockers & present) - blocked
                     if active_blockers:
                         blocked.add(name)
-                        if self.machine._log_level >= LogLevel.OPS:
+                        if self.machine._log_level >= _OPS:
                             level = (
                                 LogLevel.OPS
                                 if name in self.before_set
@@ -343,68 +369,108 @@ class Transition:
         if mutation.clock is not None:
             return self._run_sync()
 
-        if log_level >= LogLevel.OPS:
-            if mutation.auto:
-                self._log(LogLevel.DECISIONS, "[add:auto] %s", " ".join(called))
-            else:
-                self._log(LogLevel.OPS, "[%s] %s", mtype.value, " ".join(called))
-            if mutation.source is not None:
-                src = mutation.source
-                self._log(
-                    LogLevel.OPS,
-                    "[source] %s/%s/%d",
-                    src.mach_id,
-                    src.tx_id,
-                    src.mach_time,
-                )
-
         # Resolution depends only on the mutation and the ordered active states,
         # so its outcome is cached per schema unless it must log its reasoning.
-        use_cache = log_level < LogLevel.OPS
-        plan = None
-        if use_cache:
-            key = (mtype, called, tuple(self.before))
-            plan = compiled.plans.get(key)
-        if plan is None:
+        if log_level >= _OPS:
+            self._log_mutation()
             plan = self._plan(self._states_to_set(mtype, called))
-            if use_cache:
+        else:
+            before = tuple(self.before)
+            cached = compiled.plans.get((mtype, called, before))
+            if cached is not None:
+                plan = cached
+            else:
+                plan = self._plan(self._states_to_set(mtype, called))
                 plans = compiled.plans
                 if len(plans) >= _PLAN_CACHE_SIZE:
                     plans.clear()
-                plans[key] = plan
-        targets_tuple, not_accepted, exits, enters = plan
-        targets = self.targets = list(targets_tuple)
-        self.targets_set = set(targets_tuple)
+                # The active states are usually the targets of an earlier
+                # plan, which plan_parts stores once, so the key reuses them.
+                shared = compiled.plan_parts.get(before)
+                if shared is not None:
+                    before = shared[0]
+                plans[mtype, called, before] = plan
+        targets_tuple, targets_set, not_accepted, exits, enters, steps = plan
+        self.targets = list(targets_tuple)
+        # Only auto transitions drop targets during negotiation, so the others
+        # can use the plan's shared set as it is.
+        self.targets_set = set(targets_set) if mutation.auto else targets_set
         self.exits = exits
         self.enters = enters
-        if log_level >= LogLevel.OPS and mtype is not REMOVE:
-            implied = [t for t in targets if t not in self.called_set]
-            implied = [t for t in implied if t not in self.before_set]
-            if implied:
-                self._log(LogLevel.OPS, "[implied] %s", " ".join(implied))
+        if log_level >= _OPS and mtype is not REMOVE:
+            self._log_implied()
 
         # Acceptance
-        if mtype is REMOVE:
-            accepted = True
-        elif not not_accepted:
+        if mtype is REMOVE or not not_accepted:
             accepted = True
         elif mutation.auto:
             accepted = len(not_accepted) < len(called)
         else:
             accepted = mutation.check and not compiled.multi.isdisjoint(called)
+
         if not accepted:
             self._log(LogLevel.OPS, "[cancel:reject] %s", " ".join(not_accepted))
-
         tracers = mach._tracers
         if tracers:
             for tracer in tracers:
                 tracer.transition_start(self)
-
         if not accepted:
             self.canceled = True
             return self._finish(CANCELED)
 
-        dispatch = mach._dispatch is not None or log_level >= LogLevel.EVERYTHING
+        table = mach._dispatch
+        if (
+            table is not None
+            and not mutation.auto
+            and log_level < _OPS
+            and mach._log_level < _OPS
+        ):
+            # A tracer may have changed the log level, hence the second check.
+            # The pairs lookup is has_pairs() with its cache check inlined.
+            pairs_for = table._pairs_for
+            if pairs_for is not None and pairs_for[0] is compiled.names:
+                has_pairs = pairs_for[1]
+            else:
+                has_pairs = table.has_pairs(compiled.names)
+            if not has_pairs:
+                return self._run_plain(table, steps)
+        return self._run_general(log_level)
+
+    def _log_mutation(self) -> None:
+        mutation = self.mutation
+        called = " ".join(self.called)
+        if mutation.auto:
+            self._log(LogLevel.DECISIONS, "[add:auto] %s", called)
+        else:
+            self._log(LogLevel.OPS, "[%s] %s", mutation.type.value, called)
+        src = mutation.source
+        if src is not None:
+            self._log(
+                LogLevel.OPS,
+                "[source] %s/%s/%d",
+                src.mach_id,
+                src.tx_id,
+                src.mach_time,
+            )
+
+    def _log_implied(self) -> None:
+        called_set = self.called_set
+        implied = [t for t in self.targets if t not in called_set]
+        implied = [t for t in implied if t not in self.before_set]
+        if implied:
+            self._log(LogLevel.OPS, "[implied] %s", " ".join(implied))
+
+    def _run_general(self, log_level: int) -> Any:
+        """Run an accepted transition from negotiation on, for every case.
+
+        `log_level` is the machine's log level when the transition started.
+        """
+        mach = self.machine
+        mutation = self.mutation
+        compiled = mach._compiled
+        mtype = mutation.type
+        called = self.called
+        dispatch = mach._dispatch is not None or log_level >= _EVERYTHING
         if dispatch and not self._negotiate():
             return self._finish(CANCELED)
 
@@ -416,11 +482,11 @@ class Transition:
             rejected = [s for s in called if s not in self.targets_set]
             if rejected:
                 kept = [s for s in called if s in self.targets_set]
-                targets_tuple, _, exits, enters = self._plan(
+                targets_tuple, targets_set, _, exits, enters, _ = self._plan(
                     self._states_to_set(ADD, kept)
                 )
                 self.targets = list(targets_tuple)
-                self.targets_set = set(targets_tuple)
+                self.targets_set = set(targets_set)
                 self.exits = exits
                 self.enters = enters
 
@@ -431,11 +497,9 @@ class Transition:
             self._final_phase(dispatch)
 
         table = mach._dispatch
-        if not self.canceled and (
-            table is not None or log_level >= LogLevel.EVERYTHING
-        ):
+        if not self.canceled and (table is not None or log_level >= _EVERYTHING):
             entries = table.cache.get("AnyState") if table is not None else None
-            if entries is None or entries or log_level >= LogLevel.EVERYTHING:
+            if entries is None or entries or log_level >= _EVERYTHING:
                 self._call_any_state()
 
         if self.canceled:
@@ -451,6 +515,159 @@ class Transition:
 
         return self._finish(self._result())
 
+    def _run_plain(self, table: DispatchTable, steps: tuple[Any, ...]) -> Any:
+        """Run an accepted transition that needs no special handling.
+
+        It is neither auto nor a clock sync, has bound handlers but no pair
+        handlers ("XY", "XX"), and logs less than OPS. It calls the same
+        handlers in the same order as :meth:`_negotiate` and
+        :meth:`_final_phase`, from the names precomputed in `steps`, with the
+        calls inlined, because this is the path of most mutations.
+        """
+        mach = self.machine
+        mutation = self.mutation
+        negotiation, finals = steps
+        # Only auto transitions have no args dict, and they never come here.
+        args: dict[str, Any] = self._args  # type: ignore[assignment]
+        timeout = mach._handler_timeout
+        perf_counter = time.perf_counter
+        mark = perf_counter() if timeout else 0.0
+        cache = table.cache
+        for name in negotiation:
+            entries = cache.get(name)
+            if entries is None:
+                entries = table.get(name)
+            if not entries:
+                continue
+            if mach._log_level >= _OPS:
+                self._log(LogLevel.OPS, "[handler] %s", name)
+            event = _new_event(Event)
+            event.name = name
+            event.machine = mach
+            event.transition = self
+            event.args = args
+            for obj, func, _is_async in entries:
+                try:
+                    result = func(obj, event) if obj is not None else func(event)
+                except Exception as err:
+                    if not mach._catch_panics:
+                        raise
+                    self._panic(name, err, final=False)
+                    return self._finish(CANCELED)
+                if timeout:
+                    now = perf_counter()
+                    elapsed = now - mark
+                    mark = now
+                    if elapsed > timeout:
+                        self._timeout(name, elapsed, final=False)
+                        return self._finish(CANCELED)
+                if result is not None and not result:
+                    self._cancel(name)
+                    return self._finish(CANCELED)
+
+        if mutation.check:
+            self.accepted = True
+            return self._finish(EXECUTED)
+
+        self._apply_plan()
+        self.accepted = True
+
+        current = mach._dispatch
+        if current is None or mach._log_level >= _OPS:
+            # A handler detached the handlers or raised the log level.
+            self._final_phase(True)
+        else:
+            self._final_steps(current, finals)
+
+        if not self.canceled:
+            current = mach._dispatch
+            if current is not None:
+                entries = current.cache.get("AnyState")
+                if entries is None or entries:
+                    self._call_any_state()
+
+        called = self.called
+        if self.canceled:
+            self.accepted = False
+            result = CANCELED
+        else:
+            if (
+                self.tick_changed
+                and not mach._disposing
+                and mach._compiled.auto_states
+                and not (
+                    mutation.type is ADD
+                    and len(called) == 1
+                    and called[0] in _HEALTH_STATES
+                )
+            ):
+                mach._queue_auto()
+            if mach._active_set is self.targets_set and mutation.type is not REMOVE:
+                # Every target is active, as _result would find.
+                result = EXECUTED
+            else:
+                result = self._result()
+        self.completed = True
+        if mach._tracers:
+            self._trace_end(result)
+        return result
+
+    def _final_steps(
+        self, table: DispatchTable, finals: tuple[tuple[str, str, bool], ...]
+    ) -> None:
+        """Call the End and State handlers of `finals`, as :meth:`_final_phase`."""
+        mach = self.machine
+        # Only auto transitions have no args dict, and they never come here.
+        args: dict[str, Any] = self._args  # type: ignore[assignment]
+        timeout = mach._handler_timeout
+        perf_counter = time.perf_counter
+        mark = perf_counter() if timeout else 0.0
+        cache = table.cache
+        position = 0
+        try:
+            for name, state, is_state_handler in finals:
+                entries = cache.get(name)
+                if entries is None:
+                    entries = table.get(name)
+                if entries:
+                    if mach._log_level >= _OPS:
+                        self._log(LogLevel.OPS, "[handler] %s", name)
+                    event = _new_event(Event)
+                    event.name = name
+                    event.machine = mach
+                    event.transition = self
+                    event.args = args
+                    for obj, func, is_async in entries:
+                        try:
+                            result = (
+                                func(obj, event) if obj is not None else func(event)
+                            )
+                            if is_async:
+                                mach._start_handler_task(result, state, name)
+                        except Exception as err:
+                            if not mach._catch_panics:
+                                raise
+                            self._panic(name, err, final=True)
+                            raise _Cancel() from None
+                        if timeout:
+                            now = perf_counter()
+                            elapsed = now - mark
+                            mark = now
+                            if elapsed > timeout:
+                                self._timeout(name, elapsed, final=True)
+                                raise _Cancel()
+                if is_state_handler and mach._args_waiters:
+                    mach._match_args_waiters(state, args)
+                position += 1
+            # The AnyState handler, called next, times itself from this mark.
+            self._mark = mark
+        except _Cancel:
+            # As in _final_phase: a failed State handler reverts its state and
+            # every later one, a failed End handler keeps all targets.
+            first_state = len(self.exits)
+            revert = [s for _, s, _ in finals[position:]]
+            self._recover(revert if position >= first_state else [])
+
     def _run_sync(self) -> Any:
         """Apply ticks received from a state source, as one synthetic transition.
 
@@ -462,7 +679,8 @@ class Transition:
         mach = self.machine
         compiled = mach._compiled
         new_ticks, queue_tick, machine_tick = self.mutation.clock  # type: ignore[misc]
-        ticks = mach._ticks
+        # Copy on write, as in _apply.
+        ticks = mach._ticks = mach._ticks.copy()
         activated = []
         deactivated = []
         for name in compiled.names:
@@ -485,9 +703,9 @@ class Transition:
             mach._machine_tick = machine_tick
         active = [n for n in compiled.names if ticks[n] % 2 == 1]
         mach._active = active
-        mach._active_set = set(active)
+        mach._active_set = frozenset(active)
         self.called = tuple(activated)
-        self.called_set = frozenset(activated)
+        self._called_set = frozenset(activated)
         self.targets = active[:]
         self.targets_set = set(active)
         self.exits = deactivated
@@ -500,7 +718,7 @@ class Transition:
         if mach._tracers:
             for tracer in mach._tracers:
                 tracer.transition_start(self)
-        if mach._log_level >= LogLevel.CHANGES and self.tick_changed:
+        if mach._log_level >= _CHANGES and self.tick_changed:
             parts = [f"+{s}" for s in activated] + [f"-{s}" for s in deactivated]
             self._log(LogLevel.CHANGES, "[sync] %s", " ".join(parts))
         contexts = mach._contexts
@@ -549,24 +767,62 @@ class Transition:
             for tracer in mach._tracers:
                 tracer.transition_end(self, result)
 
-    def _plan(
-        self, to_set: list[str]
-    ) -> tuple[tuple[str, ...], tuple[str, ...], list[str], list[str]]:
-        """Resolve targets; return (targets, not accepted, exits, enters)."""
-        targets = self._resolve(to_set)
-        targets_set = set(targets)
+    def _plan(self, to_set: list[str]) -> tuple[Any, ...]:
+        """Resolve targets and return the plan of the transition.
+
+        The plan is (targets, targets as a set, called states not accepted,
+        exits, enters, handler steps), and :meth:`_steps` describes the last
+        one. Plans are cached and shared, so none of their parts may change.
+        """
+        compiled = self.machine._compiled
+        targets = tuple(self._resolve(to_set))
+        parts = compiled.plan_parts
+        if len(parts) >= _PLAN_CACHE_SIZE:
+            parts.clear()
+        # Many plans have equal targets or steps, and storing one copy of each
+        # keeps a full plan cache small.
+        shared = parts.get(targets)
+        if shared is None:
+            shared = parts[targets] = (targets, frozenset(targets))
+        targets, targets_set = shared
         not_accepted = tuple(s for s in self.called if s not in targets_set)
         exits = [s for s in self.before if s not in targets_set]
         exits = self._sort_for_handlers(exits)
         before_set = self.before_set
-        multi = self.machine._compiled.multi
+        multi = compiled.multi
         called_set = self.called_set
         enters = [
             s
             for s in targets
             if s not in before_set or (s in multi and s in called_set)
         ]
-        return tuple(targets), not_accepted, exits, enters
+        steps_key = ("steps", tuple(exits), tuple(enters))
+        steps = parts.get(steps_key)
+        if steps is None:
+            steps = parts[steps_key] = (exits, enters, self._steps(exits, enters))
+        exits, enters, handler_steps = steps
+        return targets, targets_set, not_accepted, exits, enters, handler_steps
+
+    def _steps(
+        self, exits: list[str], enters: list[str]
+    ) -> tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]:
+        """Return the handler names a transition without pair handlers calls.
+
+        The first tuple holds the negotiation handlers in call order (Exit,
+        Enter, AnyEnter). The second holds the final ones before AnyState as
+        (name, state, whether it is a State handler): End, then State.
+        """
+        compiled = self.machine._compiled
+        negotiation = (
+            *[compiled.exit_names[s] for s in exits],
+            *[compiled.enter_names[s] for s in enters],
+            "AnyEnter",
+        )
+        finals = (
+            *[(compiled.end_names[s], s, False) for s in exits],
+            *[(compiled.state_names[s], s, True) for s in enters],
+        )
+        return negotiation, finals
 
     def _negotiate(self) -> bool:
         """Run the negotiation handlers; return False if the transition is canceled."""
@@ -581,7 +837,7 @@ class Transition:
                 self._cancel("no targets left")
                 return False
             return True
-        verbose = mach._log_level >= LogLevel.EVERYTHING
+        verbose = mach._log_level >= _EVERYTHING
         cache = dispatch.cache
         lookup = dispatch.get
         call = self._call_negotiation
@@ -669,7 +925,7 @@ class Transition:
     ) -> None:
         """Call one negotiation handler; raise _Cancel when the transition ends."""
         mach = self.machine
-        if mach._log_level >= LogLevel.OPS:
+        if mach._log_level >= _OPS:
             self._log(LogLevel.OPS, "[handler] %s", name)
         args = self._args
         event = Event(name, mach, self, {} if args is None else args)
@@ -703,23 +959,29 @@ class Transition:
             raise _Cancel()
         if state in self.targets_set:
             self.targets.remove(state)
-            self.targets_set.discard(state)
+            # Auto transitions get their own mutable copy (see run).
+            cast(set, self.targets_set).discard(state)
         self._log(LogLevel.DECISIONS, "[reject:auto] %s by %s", state, by)
 
     def _cancel(self, by: str) -> None:
         self.canceled = True
         self.canceled_by = by
-        if self.machine._log_level >= LogLevel.OPS:
+        if self.machine._log_level >= _OPS:
             self._log(LogLevel.OPS, "[cancel] (%s) by %s", " ".join(self.targets), by)
 
     def _apply(self) -> None:
         """Make the targets the active states and tick the clocks."""
+        if not self.mutation.auto:
+            self._apply_plan()
+            return
         mach = self.machine
-        ticks = mach._ticks
         before_set = self.before_set
+        targets = self.targets
+        # Negotiation may have dropped targets, so the ticks follow the targets
+        # and not the plan's enters.
+        ticks = mach._ticks.copy()
         called_set = self.called_set
         multi = mach._compiled.multi
-        targets = self.targets
         changed = False
         newly = []
         for state in targets:
@@ -735,23 +997,59 @@ class Transition:
             ticks[state] += 1
         if removed:
             changed = True
-        mach._active = targets[:]
-        mach._active_set = set(targets)
+        self._applied(ticks, frozenset(targets), newly, changed, newly)
+
+    def _apply_plan(self) -> None:
+        """Apply a transition whose targets are the plan's (not auto)."""
+        mach = self.machine
+        # The plan's enters are exactly the targets whose tick grows: new ones
+        # by 1 and re-entered Multi ones by 2.
+        enters = self.enters
+        removed = self.exits
+        changed = bool(enters) or bool(removed)
+        if changed:
+            before_set = self.before_set
+            ticks = mach._ticks.copy()
+            for state in enters:
+                ticks[state] += 2 if state in before_set else 1
+            for state in removed:
+                ticks[state] += 1
+        else:
+            ticks = mach._ticks
+        # Transitions that are not auto keep the plan's frozenset as targets_set.
+        self._applied(ticks, self.targets_set, enters, changed, None)  # type: ignore[arg-type]
+
+    def _applied(
+        self,
+        ticks: dict[str, int],
+        active_set: frozenset[str],
+        activated: list[str],
+        changed: bool,
+        newly: list[str] | None,
+    ) -> None:
+        """Store the new ticks and active states, log, and end changed contexts.
+
+        `newly` lists the activated states that were inactive before, or is
+        None to derive it from `activated`.
+        """
+        mach = self.machine
+        # New objects replace the machine's ticks and active states, because
+        # ticks_before, before and before_set of transitions share the old ones.
+        # The active list is a copy, so changes to tx.targets cannot reach it.
+        mach._ticks = ticks
+        mach._active = self.targets[:]
+        mach._active_set = active_set
         self.tick_changed = changed
         self.applied = True
-
-        if self.mutation.auto:
-            self.activated = newly
-        else:
-            self.activated = self.enters
-        self.deactivated = removed
-
-        if mach._log_level >= LogLevel.CHANGES and changed:
+        self.activated = activated
+        removed = self.deactivated = self.exits
+        if changed and mach._log_level >= _CHANGES:
+            if newly is None:
+                newly = [s for s in activated if s not in self.before_set]
             self._log_state_change(newly, removed)
-
         contexts = mach._contexts
         if contexts:
-            for state in self.activated:
+            for state in activated:
                 ctx = contexts.pop(state, None)
                 if ctx is not None:
                     ctx._resolve()
@@ -766,7 +1064,7 @@ class Transition:
         reentered = [s for s in self.enters if s not in newly]
         parts += [f"+{s}" for s in reentered]
         parts += [f"-{s}" for s in removed]
-        if mach._log_level >= LogLevel.EVERYTHING:
+        if mach._log_level >= _EVERYTHING:
             touched = set(newly) | set(reentered)
             parts += [s for s in mach._active if s not in touched]
         tag = "[auto_]" if self.mutation.auto else "[state]"
@@ -776,7 +1074,7 @@ class Transition:
         mach = self.machine
         compiled = mach._compiled
         table = mach._dispatch
-        verbose = mach._log_level >= LogLevel.EVERYTHING
+        verbose = mach._log_level >= _EVERYTHING
         exits = self.exits
         enters = self.enters
         position = 0
@@ -833,7 +1131,7 @@ class Transition:
         self, name: str, entries: tuple[Any, ...], state: str | None
     ) -> None:
         mach = self.machine
-        if mach._log_level >= LogLevel.OPS:
+        if mach._log_level >= _OPS:
             self._log(LogLevel.OPS, "[handler] %s", name)
         args = self._args
         event = Event(name, mach, self, {} if args is None else args)
@@ -858,7 +1156,7 @@ class Transition:
 
     def _call_any_state(self) -> None:
         table = self.machine._dispatch
-        if self.machine._log_level >= LogLevel.EVERYTHING:
+        if self.machine._log_level >= _EVERYTHING:
             self._log(LogLevel.EVERYTHING, "[handle] %s", "AnyState")
         if table is None:
             return
@@ -890,7 +1188,8 @@ class Transition:
 
     def _reapply(self, fixed: list[str]) -> None:
         mach = self.machine
-        ticks = mach._ticks
+        # Copy on write, as in _apply.
+        ticks = mach._ticks = mach._ticks.copy()
         previous = mach._active_set
         multi = mach._compiled.multi
         called_set = self.called_set
@@ -908,7 +1207,7 @@ class Transition:
                 if ctx is not None:
                     ctx._resolve()
         mach._active = fixed[:]
-        mach._active_set = fixed_set
+        mach._active_set = frozenset(fixed_set)
 
     def _panic(self, name: str, err: Exception, final: bool) -> None:
         """Handle an exception raised by a handler, as the reference does a panic."""

@@ -67,6 +67,11 @@ class MutationType(enum.Enum):
     REMOVE = "remove"
     SET = "set"
 
+    # Members are singletons compared by identity, so the identity hash is
+    # consistent with equality. It runs in C, unlike Enum.__hash__, which
+    # matters because the plan cache hashes the type on every transition.
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 
@@ -148,6 +153,8 @@ class Mutation:
 class Event:
     """What a handler receives: its name, the machine, the transition and args."""
 
+    # Transitions also build events without __init__, setting these slots one
+    # by one (see _transition._new_event); a new field must be set there too.
     __slots__ = ("name", "machine", "transition", "args")
 
     def __init__(

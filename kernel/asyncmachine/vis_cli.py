@@ -69,7 +69,8 @@ def clock_at(machine: MachineDump, tx: str | None) -> list[int]:
     """Return the clock after transition `tx` of `machine`, in state order.
 
     `tx` is a 1-based number (0 is the clock of the schema record, before the
-    first transition) or a transition id; None means the last transition.
+    first transition) or ``id:`` and a transition id (ids can be all digits,
+    so a bare number is always a position); None means the last transition.
 
     Raises:
         ValueError: no such transition.
@@ -78,7 +79,12 @@ def clock_at(machine: MachineDump, tx: str | None) -> list[int]:
     states = machine.schema.states
     if tx is None:
         clock = records[-1].clock_after if records else machine.schema.clock
-    elif tx.isdigit():
+    elif not tx.startswith("id:"):
+        if not tx.isdigit():
+            raise ValueError(
+                f"invalid transition {tx!r}: use a number (1 is the first "
+                f"transition) or id:TRANSITION_ID"
+            )
         number = int(tx)
         if number > len(records):
             raise ValueError(
@@ -87,8 +93,9 @@ def clock_at(machine: MachineDump, tx: str | None) -> list[int]:
             )
         clock = records[number - 1].clock_after if number else machine.schema.clock
     else:
+        wanted = tx[len("id:") :]
         for record in records:
-            if record.id == tx:
+            if record.id == wanted:
                 clock = record.clock_after
                 break
         else:
@@ -297,7 +304,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="?",
         metavar="mach://ID[/N]",
         help="the machine, and the transition whose clock to show: a 1-based "
-        "number, 0 for the clock before the first, or a transition id; the last "
+        "number, 0 for the clock before the first, or id:TRANSITION_ID; the last "
         "transition by default",
     )
     render.add_argument(

@@ -55,7 +55,7 @@ def test_build_machine_at_transition(tmp_path: Path) -> None:
     assert build_machine(root, "0").active_states() == []
     assert build_machine(root, "1").active_states() == ["Start", "Ready"]
     assert build_machine(root, None).active_states() == []
-    rebuilt = build_machine(root, root.records[0].id)
+    rebuilt = build_machine(root, "id:" + root.records[0].id)
     assert rebuilt.clock() == {
         "Start": 1,
         "Ready": 1,

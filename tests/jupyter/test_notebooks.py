@@ -26,6 +26,12 @@ EXPECTED_TEXT = {
         "worker (Start:1 Done:1) [Idle:",
         "Job tick: 16",
     ],
+    "03-debugger.ipynb": [
+        "transitions received: 12",
+        "add Job -> executed",
+        "after: (Start:1 Working:1 Job:1)",
+        "add Working -> canceled",
+    ],
     "04-distributed.ipynb": [
         "server-foo received: ['hi']",
         "clocks equal: True",

@@ -104,7 +104,10 @@ def test_encoded_batch_holds_no_arg_values() -> None:
             mach, f"127.0.0.1:{_free_port()}", options=exporter_options
         )
         mach.add("A", {"token": "s3cret-value"})
-        payload = telemetry._wire.encode_batch(list(tracer.exporter.outbox), {})
+        payload, ints, transitions = telemetry._wire.encode_batch(
+            list(tracer.exporter.outbox)
+        )
+        assert transitions == 1
         assert b"token" in payload
         assert b"s3cret-value" not in payload
         await telemetry.close(timeout=0.1)
@@ -261,7 +264,7 @@ def test_attach_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(telemetry.ENV_ADDR, raising=False)
         assert telemetry.attach_from_env(mach) is None
 
-        monkeypatch.setenv(telemetry.ENV_ADDR, "ws://127.0.0.1:1/dbg.ws")
+        monkeypatch.setenv(telemetry.ENV_ADDR, "udp://127.0.0.1:1")
         assert telemetry.attach_from_env(mach) is None
 
         async with dbg.Collector("127.0.0.1", 0) as collector:
@@ -280,18 +283,40 @@ def test_attach_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("127.0.0.1:6831", ("127.0.0.1", 6831)),
-        ("tcp://127.0.0.1:7000", ("127.0.0.1", 7000)),
-        (":7001", ("127.0.0.1", 7001)),
-        ("1", ("127.0.0.1", 6831)),
-        ("[::1]:7002", ("::1", 7002)),
+        ("127.0.0.1:6831", ("127.0.0.1", 6831, "tcp", "")),
+        ("tcp://127.0.0.1:7000", ("127.0.0.1", 7000, "tcp", "")),
+        (":7001", ("127.0.0.1", 7001, "tcp", "")),
+        ("1", ("127.0.0.1", 6831, "tcp", "")),
+        ("[::1]:7002", ("::1", 7002, "tcp", "")),
+        ("ws://127.0.0.1:6832/dbg.ws", ("127.0.0.1", 6832, "ws", "/dbg.ws")),
+        ("ws://[::1]:6832", ("::1", 6832, "ws", "/")),
+        ("wss://relay.example/dbg?t=1", ("relay.example", 443, "wss", "/dbg?t=1")),
+        ("WS://Host:80/x", ("host", 80, "ws", "/x")),
     ],
 )
-def test_parse_address_valid(text: str, expected: tuple[str, int]) -> None:
+def test_parse_address_valid(text: str, expected: tuple[str, int, str, str]) -> None:
     assert tuple(telemetry.parse_address(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["localhost", "h:x", "h:70000", "ws://h:1/p"])
+def test_ws_address_text_hides_query() -> None:
+    address = telemetry.parse_address("ws://127.0.0.1:6832/dbg.ws?token=secret")
+    assert address.url == "ws://127.0.0.1:6832/dbg.ws?token=secret"
+    assert str(address) == "ws://127.0.0.1:6832/dbg.ws"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "localhost",
+        "h:x",
+        "h:70000",
+        "udp://h:1",
+        "ws://:1/p",
+        "ws://h:99999/p",
+        "ws://user:pw@h:1/p",
+        "ws://h:1/p#frag",
+    ],
+)
 def test_parse_address_invalid(text: str) -> None:
     with pytest.raises(ValueError, match="invalid debugger address"):
         telemetry.parse_address(text)

@@ -10,9 +10,11 @@ Run the collector inside another program::
         collector.dump("session.jsonl.gz")
 
 The terminal UI needs prompt_toolkit and is imported on first use
-(:func:`asyncmachine.dbg.tui.run_tui`).
+(:func:`asyncmachine.dbg.tui.run_tui`). In a notebook, :func:`inspector` steps
+through the recorded transitions with ipywidgets, imported on first use.
 """
 
 from ._collector import DEFAULT_MAX_RECORDS, Collector, MachineData
+from .notebook import Inspector, inspector
 
-__all__ = ["DEFAULT_MAX_RECORDS", "Collector", "MachineData"]
+__all__ = ["DEFAULT_MAX_RECORDS", "Collector", "Inspector", "MachineData", "inspector"]

@@ -37,9 +37,27 @@ def _positive(text: str) -> float:
 
 def _address(text: str) -> Any:
     try:
-        return parse_address(text)
+        address = parse_address(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    if address.is_websocket:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT, got the WebSocket URL {text!r}; use --listen-ws"
+        )
+    return address
+
+
+def _ws_address(text: str) -> Any:
+    try:
+        address = parse_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if address.scheme != "ws":
+        raise argparse.ArgumentTypeError(
+            f"expected a ws://HOST:PORT/PATH URL, got {text!r} (am-dbg serves no "
+            f"TLS; put wss:// behind a proxy)"
+        )
+    return address
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +76,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT",
         help=f"address to receive telemetry on; port 0 picks a free one "
         f"(default: {DEFAULT_HOST}:{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--listen-ws",
+        type=_ws_address,
+        metavar="URL",
+        help="also receive telemetry over WebSocket, e.g. "
+        "ws://127.0.0.1:6832/dbg.ws (for machines in Pyodide or behind a relay)",
+    )
+    parser.add_argument(
+        "--ws-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to open the WebSocket, e.g. "
+        "http://127.0.0.1:8000; repeat for more (default: none, so only "
+        "clients that send no Origin header, which browsers always send)",
     )
     parser.add_argument(
         "--headless",
@@ -164,7 +198,10 @@ async def _run(args: argparse.Namespace, status: _StatusHandler | None) -> int:
             loop.add_signal_handler(signum, stop.set)
 
     collector = Collector(
-        args.listen.host, args.listen.port, max_records=args.max_records or None
+        args.listen.host,
+        args.listen.port,
+        max_records=args.max_records or None,
+        allowed_origins=args.ws_origin,
     )
     if args.import_path:
         try:
@@ -179,6 +216,15 @@ async def _run(args: argparse.Namespace, status: _StatusHandler | None) -> int:
         log.error("cannot listen on %s: %s", args.listen, err)
         print(f"am-dbg: cannot listen on {args.listen}: {err}", file=sys.stderr)
         return 1
+    if args.listen_ws is not None:
+        ws = args.listen_ws
+        try:
+            await collector.serve_ws(ws.host, ws.port, path=ws.path.split("?", 1)[0])
+        except OSError as err:
+            await collector.stop()
+            log.error("cannot listen on %s: %s", ws, err)
+            print(f"am-dbg: cannot listen on {ws}: {err}", file=sys.stderr)
+            return 1
     log.info("am-dbg %s started, listening on %s", _version(), collector.address)
 
     dumper = None
@@ -190,6 +236,8 @@ async def _run(args: argparse.Namespace, status: _StatusHandler | None) -> int:
     try:
         if args.headless:
             print(f"am-dbg listening on {collector.address}", flush=True)
+            if collector.ws_url is not None:
+                print(f"am-dbg listening on {collector.ws_url}", flush=True)
             await stop.wait()
             log.info("stopping on a signal")
         else:

@@ -1,14 +1,20 @@
 """The collector: an rpyc server that receives telemetry from many machines.
 
-Usage::
+It listens on TCP, and optionally on a WebSocket for ``ws://`` telemetry (from
+Pyodide, or through a relay). Usage::
 
     from asyncmachine import dbg
 
     collector = dbg.Collector("127.0.0.1", 6831)
     await collector.start()
+    await collector.serve_ws("127.0.0.1", 6832, path="/dbg.ws")  # optional
     ...
     collector.dump("session.jsonl.gz")
     await collector.stop()
+
+An aiohttp application can mount the WebSocket endpoint itself::
+
+    app.router.add_get("/dbg.ws", collector.ws_handler)
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rpyc
 
@@ -37,6 +43,9 @@ from ..history import (
 )
 from ..telemetry import DEFAULT_HOST, DEFAULT_PORT
 from ..telemetry._wire import WIRE_VERSION, WireDecoder, WireError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["Collector", "MachineData"]
 
@@ -140,13 +149,15 @@ class _CollectorService(rpyc.Service):
         )
         return WIRE_VERSION
 
-    def exposed_push(self, payload: Any) -> int:
-        if not isinstance(payload, bytes):
-            raise TypeError("push: the payload must be bytes")
-        if len(payload) > _MAX_PAYLOAD:
-            raise ValueError(f"push: payload of {len(payload)} bytes is too large")
+    def exposed_push(self, payload: Any, ints: Any = b"") -> int:
+        if not isinstance(payload, bytes) or not isinstance(ints, bytes):
+            raise TypeError("push: the payload and the ints must be bytes")
+        if len(payload) + len(ints) > _MAX_PAYLOAD:
+            raise ValueError(
+                f"push: payload of {len(payload) + len(ints)} bytes is too large"
+            )
         try:
-            messages = self.decoder.decode(payload)
+            messages = self.decoder.decode(payload, ints)
         except WireError as err:
             messages = getattr(err, "decoded", [])
             self.collector.invalid += 1
@@ -164,6 +175,10 @@ class Collector:
         max_records: transitions kept per machine; None keeps all.
         on_change: called with the collector after new data arrived (from the
             loop thread; keep it quick).
+        allowed_origins: values of the ``Origin`` header that may open a
+            telemetry WebSocket, e.g. the JupyterLite page
+            ``{"http://127.0.0.1:8000"}``; requests without the header (clients
+            that are not browsers) are always accepted.
     """
 
     def __init__(
@@ -173,10 +188,12 @@ class Collector:
         *,
         max_records: int | None = DEFAULT_MAX_RECORDS,
         on_change: Callable[[Collector], Any] | None = None,
+        allowed_origins: Collection[str] = (),
     ) -> None:
         self.host = host
         self._port = port
         self.max_records = max_records
+        self.allowed_origins = frozenset(allowed_origins)
         self.machines: dict[str, MachineData] = {}
         self.received = 0
         self.invalid = 0
@@ -185,6 +202,8 @@ class Collector:
         if on_change is not None:
             self._on_change.append(on_change)
         self._server: rpc.TcpServer | None = None
+        self._ws_endpoint: rpc.WebSocketEndpoint | None = None
+        self._ws_server: rpc.WebSocketServer | None = None
         self._changed: asyncio.Event | None = None
         self._services: set[_CollectorService] = set()
 
@@ -199,16 +218,71 @@ class Collector:
         if self._server is not None:
             return
         self._changed = asyncio.Event()
-        self._server = await rpc.serve_tcp(
-            lambda: _CollectorService(self), self.host, self._port
-        )
+        self._server = await rpc.serve_tcp(self._new_service, self.host, self._port)
         logger.info("collector listening on %s", self.address)
+
+    async def serve_ws(
+        self, host: str = DEFAULT_HOST, port: int = 0, *, path: str = "/dbg.ws"
+    ) -> str:
+        """Also receive telemetry over WebSocket at ``ws://host:port/path``.
+
+        Needs aiohttp. Returns the URL to give to ``telemetry.attach`` or
+        ``AM_DBG_ADDR``; :meth:`stop` closes it too.
+
+        Raises:
+            OSError: the address cannot be bound, e.g. the port is in use.
+            RuntimeError: the collector already serves a WebSocket.
+        """
+        if self._ws_server is not None:
+            raise RuntimeError(
+                f"the collector already serves a WebSocket at {self._ws_server.url}"
+            )
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        self._ws_server = await rpc.serve_ws(
+            self._new_service,
+            host,
+            port,
+            path=path,
+            allowed_origins=self.allowed_origins,
+        )
+        logger.info("collector listening on %s", self._ws_server.url)
+        return self._ws_server.url
+
+    @property
+    def ws_url(self) -> str | None:
+        """The URL of the WebSocket started by :meth:`serve_ws`, if any."""
+        return self._ws_server.url if self._ws_server is not None else None
+
+    async def ws_handler(self, request: web.Request) -> web.StreamResponse:
+        """Serve one telemetry WebSocket; an aiohttp handler for any route.
+
+        Mount it on an application, e.g. a relay:
+        ``app.router.add_get("/dbg.ws", collector.ws_handler)``. The
+        collector's `allowed_origins` apply.
+        """
+        if self._ws_endpoint is None:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            self._ws_endpoint = rpc.WebSocketEndpoint(
+                self._new_service, allowed_origins=self.allowed_origins
+            )
+        return await self._ws_endpoint.handle(request)
+
+    def _new_service(self) -> _CollectorService:
+        return _CollectorService(self)
 
     async def stop(self) -> None:
         """Close every connection and stop listening; the data stays."""
         server, self._server = self._server, None
+        ws_server, self._ws_server = self._ws_server, None
+        if ws_server is not None:
+            await ws_server.close()
+        if self._ws_endpoint is not None:
+            await self._ws_endpoint.close()
         if server is not None:
             await server.close()
+        if server is not None or ws_server is not None:
             logger.info(
                 "collector stopped: %d machines, %d transitions received",
                 len(self.machines),

@@ -316,6 +316,8 @@ class DebuggerView:
         """Return the title bar."""
         collector = self.collector
         where = collector.address if collector.running else "not listening"
+        if collector.ws_url is not None:
+            where = f"{where}, {collector.ws_url}"
         mode = "tail" if self.tail else "paused"
         filters = [
             name

@@ -2,21 +2,26 @@
 
 Each attached machine sends its schema once, then one record per transition
 (clocks before and after, called and target states, result, log lines, the
-names of the args but never their values). Records wait in a bounded outbox and
-a task sends them in batches over rpyc; when the debugger is slow or absent the
-outbox fills and further records are dropped and counted, so the machine never
-waits. The connection is retried with backoff.
+names of the args but never their values). A transition only queues a tuple of
+references in a bounded outbox; a task encodes the records in batches and sends
+them over rpyc. When the debugger is slow or absent the outbox fills and further
+records are dropped and counted, so the machine never waits. The connection is
+retried with backoff.
 
 Usage::
 
     from asyncmachine import telemetry
 
     telemetry.attach(mach, "127.0.0.1:6831")
+    # or over a WebSocket, e.g. from Pyodide or through a relay:
+    # telemetry.attach(mach, "ws://127.0.0.1:6832/dbg.ws")
     ...
     await telemetry.flush()  # before exiting, to send what is queued
 
-Setting ``AM_DBG_ADDR=host:port`` (or ``AM_DBG_ADDR=1`` for 127.0.0.1:6831)
-attaches every new machine, through :func:`attach_from_env`.
+Setting ``AM_DBG_ADDR=host:port`` (or ``AM_DBG_ADDR=1`` for 127.0.0.1:6831, or
+a ``ws://`` URL) attaches every new machine, through :func:`attach_from_env`.
+WebSocket addresses use aiohttp in CPython and the browser's WebSocket in
+Pyodide; both are imported when the first connection opens.
 
 A machine attached outside a running asyncio loop sends from a background
 thread, which flushes at interpreter exit. Inside a loop the exporter runs as a
@@ -27,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib.util
 import logging
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -103,19 +110,27 @@ def attach(
 
     Args:
         mach: the machine.
-        address: ``host:port``; default: ``AM_DBG_ADDR``, else 127.0.0.1:6831.
+        address: ``host:port``, ``tcp://host:port`` or ``ws://host:port/path``;
+            default: ``AM_DBG_ADDR``, else 127.0.0.1:6831.
         checks: also send dry runs (``can_add``, ``can_remove``).
         options: outbox size, batching and timeouts of a new exporter; an
             exporter already running for the address keeps its options.
 
     Raises:
         ValueError: the address is invalid.
+        ImportError: a WebSocket address in CPython without aiohttp installed.
     """
     from ._exporter import ExporterOptions, get_exporter
 
     if address is None:
         address = os.environ.get(ENV_ADDR) or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     parsed = address if isinstance(address, Address) else parse_address(address)
+    if parsed.is_websocket and sys.platform != "emscripten":
+        if importlib.util.find_spec("aiohttp") is None:
+            raise ImportError(
+                f"telemetry to {parsed} needs aiohttp for WebSocket addresses; "
+                f"install it with: pip install 'asyncmachine[rpc]'"
+            )
     for tracer in mach.tracers():
         if isinstance(tracer, TelemetryTracer) and tracer.address == parsed:
             return tracer

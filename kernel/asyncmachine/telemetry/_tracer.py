@@ -7,9 +7,10 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from .._tracer import Tracer
+from .._types import MutationType
 from ..history import schema_from_machine
 from ._address import Address
-from ._wire import FLAG_AUTO, FLAG_CHECK, FLAG_SYNC, TYPE_CODES
+from ._wire import TYPE_ADD, TYPE_REMOVE, TYPE_SET
 
 if TYPE_CHECKING:
     from .._machine import Machine
@@ -20,15 +21,24 @@ __all__ = ["TelemetryTracer"]
 
 _now = time.time
 _now_ns = time.time_ns
+_ADD = MutationType.ADD
+_REMOVE = MutationType.REMOVE
 
 
 class TelemetryTracer(Tracer):
     """Queues a machine's schema and transitions on an exporter's outbox.
 
-    A transition costs one tuple of references to values the transition already
-    computed; encoding happens later, in the exporter's task. When the outbox is
-    full the record is dropped, counted in :attr:`dropped`, and reported to the
-    collector with the next record that fits.
+    A transition costs one tuple (positions ``C_*`` in :mod:`._wire`) of
+    references to values the transition owns and never changes after it
+    ended: the called tuple, the target and log lists, and the tick dicts
+    before and after it (both are copies or replaced objects, never changed in
+    place). A clock_before equal to the previous clock_after is that very
+    dict, so the encoder can leave it out after checking identity. The
+    exporter's task packs the tuples a few hundred at a time, which keeps the
+    memory they hold small, and encodes them later.
+
+    When the outbox is full the record is dropped, counted in :attr:`dropped`,
+    and reported to the collector with the next record that fits.
 
     Args:
         exporter: the exporter of the collector's address.
@@ -42,10 +52,13 @@ class TelemetryTracer(Tracer):
         self.schema_message: dict[str, Any] = {}
         self.dropped = 0
         self._unreported = 0
-        self._last_after: list[int] | None = None
-        # Whether the transition's tick dicts list states in state order, so
-        # that their values() are clocks; checked on the first transition.
-        self._ordered: bool | None = None
+        # The state order of the last schema message; the tick dicts of a
+        # transition follow the machine's current order.
+        self._names: tuple[str, ...] = ()
+        # The machine's tick dict at the last capture, None after a drop, and
+        # the last captured clock_after.
+        self._chain_ticks: dict[str, int] | None = None
+        self._last_after: dict[str, int] = {}
 
     @property
     def address(self) -> Address:
@@ -54,6 +67,7 @@ class TelemetryTracer(Tracer):
 
     def machine_init(self, mach: Machine) -> None:
         self.mach_id = mach.id
+        self._names = mach.state_names()
         self.schema_message = schema_from_machine(mach).to_json()
         self.exporter.register(self)
         # A machine dropped without dispose() leaves the exporter too.
@@ -66,49 +80,57 @@ class TelemetryTracer(Tracer):
             return
         exporter = self.exporter
         outbox = exporter.outbox
-        if len(outbox) >= exporter.capacity:
-            self.dropped += 1
-            self._unreported += 1
-            exporter.note_drop(self.mach_id)
+        queued = len(outbox)
+        if queued >= exporter.capacity:
+            self._drop()
             return
         if self._unreported:
-            outbox.append(
-                {"kind": "dropped", "mach": self.mach_id, "count": self._unreported}
-            )
-            self._unreported = 0
-        flags = FLAG_AUTO if mutation.auto else 0
-        if check:
-            flags |= FLAG_CHECK
-        if mutation.clock is not None:
-            flags |= FLAG_SYNC
-        if self._ordered is None:
-            self._ordered = list(tx.clock_before) == list(tx.machine.state_names())
-        if self._ordered:
-            after = list(tx.clock_after.values())
-            before = list(tx.ticks_before.values())
+            self._report_drops()
+        mach = tx.machine
+        # Machine.import_ may reorder the states without a tracer hook; the
+        # private attribute keeps this check to one identity comparison.
+        if mach._compiled.names is not self._names:
+            self._order_changed(mach)
+
+        # The core replaces the machine's tick dict instead of changing it
+        # once a transition saw it (copy on write), so a clock_before that is
+        # the dict seen at the previous capture equals the previous clock_after.
+        # An identity check is much cheaper than comparing the dicts; a core
+        # that copies the ticks for each transition only loses the chaining.
+        ticks_before = tx.ticks_before
+        if ticks_before is self._chain_ticks:
+            before = self._last_after
         else:
-            after = tx.time_after
-            before = tx.time_before
-        previous = self._last_after
-        if before == previous:
-            # Reusing the previous record's clock_after object signals to the
-            # encoder that it may leave clock_before out.
-            before = previous
+            before = ticks_before
+        self._chain_ticks = mach._ticks
+        # The core copies the ticks after the transition for tracers
+        # (Transition._ticks_after); clock_after would copy them again.
+        after = tx._ticks_after or tx.clock_after
         self._last_after = after
+
+        mtype = mutation.type
+        if mtype is _ADD:
+            type_code = TYPE_ADD
+        elif mtype is _REMOVE:
+            type_code = TYPE_REMOVE
+        else:
+            type_code = TYPE_SET
         args = mutation.args
         outbox.append(
             (
                 self.mach_id,
-                tx.id,
+                tx.seq,
                 _now_ns(),
-                TYPE_CODES[mutation.type],
+                type_code,
                 tx.called,
                 after,
                 before,
-                None if result == 0 and not check else tx.target_states(),
-                int(result),
-                flags,
-                tx.machine.queue_tick(),
+                None if result == 0 and not check else tx.targets,
+                result,
+                mutation.auto,
+                check,
+                mutation.clock is not None,
+                mach._queue_tick,
                 mutation.source,
                 tx.log_lines or None,
                 tuple(args) if args else None,
@@ -116,15 +138,40 @@ class TelemetryTracer(Tracer):
         )
         if not exporter._wake_pending:
             exporter.signal()
+        elif queued == exporter.pack_at:
+            exporter.wake()
 
-    def count_lost(self) -> None:
-        """Count a record that was taken from the outbox but never arrived."""
+    def _drop(self) -> None:
+        self._chain_ticks = None
         self.dropped += 1
         self._unreported += 1
-        self.exporter.dropped += 1
+        self.exporter.note_drop(self.mach_id)
+
+    def _report_drops(self) -> None:
+        self.exporter.outbox.append(
+            {"kind": "dropped", "mach": self.mach_id, "count": self._unreported}
+        )
+        self._unreported = 0
+
+    def _order_changed(self, mach: Machine) -> None:
+        """Send the schema again when the machine's state order changed."""
+        names = mach.state_names()
+        if names != self._names:
+            self.schema_message = schema_from_machine(mach).to_json()
+            self.exporter.outbox.append(self.schema_message)
+            # The last clock_after lists the ticks in the old order.
+            self._chain_ticks = None
+        self._names = names
+
+    def count_lost(self, count: int = 1) -> None:
+        """Count records that were taken from the outbox but never arrived."""
+        self.dropped += count
+        self._unreported += count
+        self.exporter.dropped += count
 
     def schema_change(self, mach: Machine, old_schema: dict[str, Any]) -> None:
-        self._ordered = None
+        self._names = mach.state_names()
+        self._chain_ticks = None
         self.schema_message = schema_from_machine(mach).to_json()
         self.exporter.outbox.append(self.schema_message)
         self.exporter.signal()

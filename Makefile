@@ -21,7 +21,7 @@ PACKAGES_FORCE := $(if $(filter-out $(PACKAGES_RECORDED),$(PACKAGE_INITS))$(filt
 # A missing node_modules tree forces the npm step, even when its stamp exists.
 NPM_FORCE := $(if $(wildcard $(PYODIDE_MANIFEST)),,FORCE)
 
-.PHONY: install test bench demo lite lint clean FORCE
+.PHONY: install test bench demo demo-headless lite lint clean FORCE
 
 SYSTEM_STAMP := $(VENV)/.stamp-system
 
@@ -67,8 +67,13 @@ test: install
 bench: install
 	$(VENV_PYTHON) -m bench.core
 
+# Serves server-foo and the offline bar page until Ctrl-C; open the printed URL.
 demo: install
-	$(VENV_PYTHON) -m asyncmachine.demo
+	$(VENV_BIN)/am-demo
+
+# The whole demo scenario in headless Chromium; exits 0 when every step passed.
+demo-headless: install
+	$(VENV_BIN)/am-demo --headless
 
 # The offline JupyterLite site, in build/lite; cached, rebuilt when inputs change.
 lite: install

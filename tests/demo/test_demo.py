@@ -1,4 +1,4 @@
-"""Tests of the in-process foo/bar demo, with short intervals."""
+"""Tests of the in-process foo/bar demo (``am-demo --local``), with short intervals."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from asyncmachine.demo.transcript import describe_changes
 # Short intervals keep the test quick. The order of events does not depend on
 # them: foo gets bored only after bored_after seconds without a message.
 FAST = [
+    "--local",
     "--hello-every",
     "0.05",
     "--hello-limit",
@@ -73,7 +74,7 @@ def test_command_prints_output_and_transcript(repo_root: Path) -> None:
 
 
 def test_command_rejects_bad_interval(repo_root: Path) -> None:
-    completed = run_command(repo_root, "--hello-every", "0")
+    completed = run_command(repo_root, "--local", "--hello-every", "0")
     assert completed.returncode == 2
     assert "--hello-every" in completed.stderr
 

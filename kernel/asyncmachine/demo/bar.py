@@ -10,6 +10,7 @@ import logging
 
 import asyncmachine as am
 
+from .foo import is_message
 from .transcript import Transcript
 
 log = logging.getLogger("asyncmachine.demo")
@@ -32,8 +33,10 @@ class BarHandlers:
         self.transcript = transcript
 
     def SubmitMsgEnter(self, e: am.Event) -> bool:
-        text = e.args.get("msg")
-        return isinstance(text, str) and bool(text.strip())
+        return is_message(e)
+
+    def MsgEnter(self, e: am.Event) -> bool:
+        return is_message(e)
 
     def SubmitMsgState(self, e: am.Event) -> None:
         args = {"msg": e.args["msg"], "author": e.mach_id}

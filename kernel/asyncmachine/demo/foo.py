@@ -11,6 +11,31 @@ from .transcript import Transcript
 
 log = logging.getLogger("asyncmachine.demo")
 
+UNKNOWN_AUTHOR = "unknown"
+"""Author shown for a message whose mutation has no source and no author arg."""
+
+
+def message_author(e: am.Event) -> str:
+    """Return who wrote a ``Msg``: the machine id of the mutation's source.
+
+    A mutation sent with ``event=e`` carries its source machine, also across
+    the network. Mutations without one, such as a machine's own timer or a
+    REPL command, may name the author in the ``author`` arg.
+    """
+    source = e.transition.mutation.source
+    if source is not None and source.mach_id:
+        return source.mach_id
+    author = e.args.get("author")
+    if isinstance(author, str) and author:
+        return author
+    return UNKNOWN_AUTHOR
+
+
+def is_message(e: am.Event) -> bool:
+    """Return whether the event's args hold a non-empty ``msg`` string."""
+    text = e.args.get("msg")
+    return isinstance(text, str) and bool(text.strip())
+
 
 class FooHandlers:
     """Handlers of ``server-foo``.
@@ -31,9 +56,11 @@ class FooHandlers:
     def ReadyState(self, e: am.Event) -> None:
         self._start_bored_timer(self.machine.state_ctx("Ready"))
 
+    def MsgEnter(self, e: am.Event) -> bool:
+        return is_message(e)
+
     def MsgState(self, e: am.Event) -> None:
-        author = e.args.get("author", "?")
-        self.transcript.say(self.machine.id, f"[{author}] {e.args.get('msg', '')}")
+        self.transcript.say(self.machine.id, f"[{message_author(e)}] {e.args['msg']}")
         # The next message ends this context, and with it this timer.
         self._start_bored_timer(self.machine.state_ctx("Msg"))
 

@@ -60,9 +60,13 @@ class Transcript:
 
     def say(self, mach_id: str, text: str) -> None:
         """Print a line as a machine's output and record it as ``> text``."""
+        self.echo(text)
+        self.record(mach_id, "> " + text)
+
+    def echo(self, text: str) -> None:
+        """Print a line to the output without recording it."""
         output = self._output if self._output is not None else sys.stdout
         print(text, file=output, flush=True)
-        self.record(mach_id, "> " + text)
 
     def lines(self) -> list[str]:
         """Return the formatted lines, leaving out entries without text."""

@@ -10,9 +10,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from ._access import TOKEN_QUERY_PARAMETER, AccessPolicy, reject
+from ._access import (
+    TOKEN_QUERY_PARAMETER,
+    AccessPolicy,
+    reject,
+    token_cookie_name,
+)
 from ._addresses import AddressAllowlist, format_address
 from ._static import StaticSite
 from ._tunnels import TunnelLimits, TunnelService
@@ -56,8 +61,12 @@ class Relay:
       :mod:`asyncmachine.relay._tunnels` for the flow).
 
     Every WebSocket upgrade must present an allowed ``Origin`` and, when a token
-    is set, the token as the ``token`` query parameter or as an
-    ``Authorization: Bearer`` header. Rejections get HTTP 403 with a short reason.
+    is set, the token as the ``token`` query parameter, as an
+    ``Authorization: Bearer`` header, or in the token cookie. Rejections get
+    HTTP 403 with a short reason. A page or redirect requested with the valid
+    token in its query sets that cookie (see :mod:`asyncmachine.relay._access`),
+    so the page's workers, such as a Jupyter kernel, connect without knowing
+    the token.
 
     Args:
         site_dir: Directory of static files to serve, or None for no site.
@@ -189,6 +198,11 @@ class Relay:
         return f"{self.url}/?{urlencode({TOKEN_QUERY_PARAMETER: self._token})}"
 
     @property
+    def token_cookie_name(self) -> str:
+        """Name of the cookie that carries the token to this relay's WebSockets."""
+        return token_cookie_name(self.port)
+
+    @property
     def allowed_origins(self) -> frozenset[str]:
         """The ``Origin`` values accepted on WebSocket requests."""
         if self._requested_origins is not None:
@@ -289,7 +303,10 @@ class Relay:
         self._runner = runner
         self._port = runner.addresses[0][1]
         self._policy = AccessPolicy(
-            self._token, self.allowed_origins, allow_no_origin=self._allow_no_origin
+            self._token,
+            self.allowed_origins,
+            allow_no_origin=self._allow_no_origin,
+            cookie_name=self.token_cookie_name,
         )
         logger.info(
             "relay listening on %s (site %s, token %s, repl dir %s)",
@@ -391,4 +408,37 @@ class Relay:
         logger.debug(
             "request %s from %s: GET %s", request_id, request.remote, request.path
         )
-        return await self._site.handle(request, request_id)
+        try:
+            response = await self._site.handle(request, request_id)
+        except web.HTTPMove as redirect:
+            # A raised exception drops cookies set on it, so the redirect is
+            # returned as a plain response.
+            response = web.Response(
+                status=redirect.status, headers={hdrs.LOCATION: str(redirect.location)}
+            )
+        self._set_token_cookie(request, request_id, response)
+        return response
+
+    def _set_token_cookie(
+        self, request: web.Request, request_id: str, response: web.StreamResponse
+    ) -> None:
+        """Set the token cookie when the request's query contains the valid token."""
+        presented = request.query.get(TOKEN_QUERY_PARAMETER)
+        if presented is None or self._policy is None or self._token is None:
+            return
+        if not self._policy.is_valid_token(presented):
+            logger.warning(
+                "request %s from %s: GET %s with an invalid token; its WebSockets "
+                "will be rejected, so open the URL that the relay printed",
+                request_id,
+                request.remote,
+                request.path[:200],
+            )
+            return
+        response.set_cookie(
+            self.token_cookie_name,
+            self._token,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+        )

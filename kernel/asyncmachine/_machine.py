@@ -478,7 +478,9 @@ class Machine:
 
         Raises:
             StateError: a name is not a state of this machine.
-            ValueError: a tick is negative, or lower than the current tick.
+            ValueError: a tick is negative or not an int. A tick lower than the
+                current one is accepted, because a mirror resyncing with a
+                restarted source must take the source's clock as it is.
         """
         if isinstance(clock, Mapping):
             ticks = dict(clock)

@@ -105,7 +105,7 @@ class Machine:
         handlers: a handler object, or a list of them, bound at construction.
         state_order: every state name, ``Exception`` included, in the order used
             by clocks and string forms; default: the schema's order.
-        queue_limit: the most mutations the queue holds; more are canceled.
+        queue_limit: the maximum number of queued mutations; more are canceled.
         handler_timeout: seconds one handler may take; None disables the check.
             Python cannot interrupt a running handler, so an overrun is detected
             when it returns, and the transition is then canceled.
@@ -588,7 +588,7 @@ class Machine:
         return self._drain(mutation, direct)
 
     def _find_duplicate(self, mutation: Mutation) -> bool:
-        """Whether the queue holds a mutation like `mutation`; log it if so.
+        """Return whether the queue holds a mutation like `mutation`; log it if so.
 
         Call it with the lock held, for a mutation without args and without
         Multi states.
@@ -760,7 +760,7 @@ class Machine:
         return group_id
 
     def _is_handler_name(self, name: str) -> bool:
-        """Whether `name` is a negotiation handler name for this machine's states."""
+        """Return whether `name` names a negotiation handler of this machine."""
         if name == "AnyEnter":
             return True
         ticks = self._ticks
@@ -853,7 +853,7 @@ class Machine:
     # Checks and views
 
     def is_active(self, *states: Any) -> bool:
-        """Whether all `states` are active (unknown names count as inactive)."""
+        """Return whether all `states` are active (unknown names count as inactive)."""
         if self._disposing and self._disposed:
             return False
         active = self._active_set
@@ -863,7 +863,7 @@ class Machine:
         return True
 
     def is_inactive(self, *states: Any) -> bool:
-        """Whether none of `states` is active.
+        """Return whether none of `states` is active.
 
         Raises:
             StateError: a name is not in the schema.
@@ -872,7 +872,7 @@ class Machine:
         return self._active_set.isdisjoint(called)
 
     def any_active(self, *groups: Any) -> bool:
-        """Whether some group (a state name or a list of names) is fully active."""
+        """Return whether some group (a name or a list of names) is fully active."""
         for group in groups:
             if isinstance(group, str):
                 if self.is_active(group):
@@ -882,7 +882,7 @@ class Machine:
         return False
 
     def has(self, *states: Any) -> bool:
-        """Whether every name is a state of this machine."""
+        """Return whether every name is a state of this machine."""
         if self._disposed:
             return False
         ticks = self._ticks
@@ -898,11 +898,11 @@ class Machine:
         return None
 
     def will_be(self, *states: Any) -> bool:
-        """Whether a queued add mutation calls all of `states`."""
+        """Return whether a queued add mutation calls all of `states`."""
         return self.is_queued(ADD, self._flatten(states))[0]
 
     def will_be_removed(self, *states: Any) -> bool:
-        """Whether a queued remove mutation calls all of `states`."""
+        """Return whether a queued remove mutation calls all of `states`."""
         return self.is_queued(REMOVE, self._flatten(states))[0]
 
     def is_queued(
@@ -1024,7 +1024,7 @@ class Machine:
         return self._err
 
     def is_err(self) -> bool:
-        """Whether ``Exception`` is active."""
+        """Return whether ``Exception`` is active."""
         return EXCEPTION in self._active_set and not self._disposed
 
     def internal_errors(self) -> list[BaseException]:
@@ -1596,7 +1596,7 @@ class Machine:
             self._finish_dispose()
 
     def is_disposed(self) -> bool:
-        """Whether :meth:`dispose` finished."""
+        """Return whether :meth:`dispose` finished."""
         return self._disposed
 
     def _finish_dispose(self) -> None:

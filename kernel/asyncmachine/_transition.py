@@ -838,7 +838,6 @@ class Transition:
                 return False
             return True
         verbose = mach._log_level >= _EVERYTHING
-        cache = dispatch.cache
         lookup = dispatch.get
         call = self._call_negotiation
         if mach._handler_timeout:
@@ -850,9 +849,7 @@ class Transition:
                 name = exit_names[state]
                 if verbose:
                     self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-                entries = cache.get(name)
-                if entries is None:
-                    entries = lookup(name)
+                entries = lookup(name)
                 if entries:
                     call(name, entries, None)
             enter_names = compiled.enter_names
@@ -862,9 +859,7 @@ class Transition:
                 name = enter_names[state]
                 if verbose:
                     self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-                entries = cache.get(name)
-                if entries is None:
-                    entries = lookup(name)
+                entries = lookup(name)
                 if entries:
                     call(name, entries, state)
             pairs = dispatch.pair_names
@@ -902,9 +897,7 @@ class Transition:
                 return False
             if verbose:
                 self._log(LogLevel.EVERYTHING, "[handle] %s", "AnyEnter")
-            entries = cache.get("AnyEnter")
-            if entries is None:
-                entries = lookup("AnyEnter")
+            entries = lookup("AnyEnter")
             if entries:
                 call("AnyEnter", entries, None)
         except _Cancel:
@@ -1082,7 +1075,6 @@ class Transition:
             self._mark = time.perf_counter()
         try:
             if table is not None:
-                cache = table.cache
                 lookup = table.get
                 call = self._call_final
                 end_names = compiled.end_names
@@ -1090,9 +1082,7 @@ class Transition:
                     name = end_names[state]
                     if verbose:
                         self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-                    entries = cache.get(name)
-                    if entries is None:
-                        entries = lookup(name)
+                    entries = lookup(name)
                     if entries:
                         call(name, entries, state)
                     position += 1
@@ -1101,9 +1091,7 @@ class Transition:
                     name = state_names[state]
                     if verbose:
                         self._log(LogLevel.EVERYTHING, "[handle] %s", name)
-                    entries = cache.get(name)
-                    if entries is None:
-                        entries = lookup(name)
+                    entries = lookup(name)
                     if entries:
                         call(name, entries, state)
                     if mach._args_waiters:

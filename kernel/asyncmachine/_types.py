@@ -26,17 +26,17 @@ class Result(int):
 
     @property
     def executed(self) -> bool:
-        """Whether the mutation was executed."""
+        """Return whether the mutation was executed."""
         return self == 0
 
     @property
     def canceled(self) -> bool:
-        """Whether the mutation was canceled."""
+        """Return whether the mutation was canceled."""
         return self == 1
 
     @property
     def queued(self) -> bool:
-        """Whether the mutation was queued and runs later."""
+        """Return whether the mutation was queued and runs later."""
         return self >= 2
 
     def __repr__(self) -> str:
@@ -97,7 +97,7 @@ class LogLevel(enum.IntEnum):
 
 
 class Source(NamedTuple):
-    """Where a mutation came from: a handler event of some machine."""
+    """The source of a mutation: a handler event of some machine."""
 
     mach_id: str
     tx_id: str
@@ -151,7 +151,7 @@ class Mutation:
 
 
 class Event:
-    """What a handler receives: its name, the machine, the transition and args."""
+    """The argument of a handler: its name, the machine, the transition and args."""
 
     # Transitions also build events without __init__, setting these slots one
     # by one (see _transition._new_event); a new field must be set there too.
@@ -175,7 +175,7 @@ class Event:
         return self.machine.id
 
     def is_valid(self) -> bool:
-        """Whether the event's transition is still running and not canceled."""
+        """Return whether the event's transition is still running and not canceled."""
         tx = self.transition
         return self.machine._transition is tx and not tx.completed and not tx.canceled
 

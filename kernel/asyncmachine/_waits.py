@@ -51,7 +51,7 @@ class _Awaitable:
         self._callbacks: list[Callable[[Any], Any]] | None = None
 
     def done(self) -> bool:
-        """Whether this was resolved (or cancelled)."""
+        """Return whether this was resolved (or cancelled)."""
         return self._done
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
@@ -142,7 +142,7 @@ class Waiter(_Awaitable):
         self.cancelled_flag = False
 
     def cancelled(self) -> bool:
-        """Whether :meth:`cancel` was called before resolution."""
+        """Return whether :meth:`cancel` was called before resolution."""
         return self.cancelled_flag
 
     def cancel(self) -> None:

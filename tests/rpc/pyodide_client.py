@@ -1,4 +1,6 @@
-"""Client side of the Pyodide WebSocket test, run inside Pyodide by pyodide_client.mjs.
+"""Client side of the Pyodide WebSocket test.
+
+Run inside Pyodide by tests/pyodide/run_module.mjs.
 
 Not a pytest module: ``main`` runs in Pyodide's event loop (WebLoop) through
 ``runPythonAsync``, without asyncio.run() and without JSPI.

@@ -22,7 +22,8 @@ from tests.rpc.helpers import LOCALHOST, Calculator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYODIDE_DIR = REPO_ROOT / "tests" / "pyodide" / "node_modules" / "pyodide"
-CLIENT_SCRIPT = Path(__file__).with_name("pyodide_client.mjs")
+RUN_SCRIPT = REPO_ROOT / "tests" / "pyodide" / "run_module.mjs"
+CLIENT_MODULE = Path(__file__).with_name("pyodide_client.py")
 # Loading Pyodide takes a few seconds; this bounds a hung run, not a fast one.
 RUN_TIMEOUT_SECONDS = 300
 
@@ -51,10 +52,11 @@ def test_pyodide_client_calls_both_directions():
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                str(CLIENT_SCRIPT),
+                str(RUN_SCRIPT),
                 str(PYODIDE_DIR),
                 str(REPO_ROOT / "kernel"),
                 str(rpyc_dir),
+                str(CLIENT_MODULE),
                 server.url,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """A machine in Pyodide that reports to a collector over WebSocket.
 
-Not a pytest module: pyodide_machine.mjs copies it into Pyodide under Node.js
-and awaits ``main(url)`` in Pyodide's event loop, without asyncio.run().
+Not a pytest module: tests/pyodide/run_module.mjs copies it into Pyodide under
+Node.js and awaits ``main(url)`` in Pyodide's event loop, without asyncio.run().
 """
 
 import json

@@ -273,10 +273,11 @@ def test_machine_in_pyodide_reports_over_ws() -> None:
             url = await collector.serve_ws("127.0.0.1", 0)
             process = await asyncio.create_subprocess_exec(
                 *command,
-                str(Path(__file__).with_name("pyodide_machine.mjs")),
+                str(REPO_ROOT / "tests" / "pyodide" / "run_module.mjs"),
                 str(pyodide_dir),
                 str(REPO_ROOT / "kernel"),
                 str(Path(rpyc.__file__).parent),
+                str(Path(__file__).with_name("pyodide_machine.py")),
                 url,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -1,18 +1,17 @@
-// Run tests/rpc/pyodide_client.py inside Pyodide under Node.js, without JSPI.
+// Run a Python test module inside Pyodide under Node.js, without JSPI.
 //
-// Usage: node [--experimental-websocket] pyodide_client.mjs PYODIDE_DIR
-//            KERNEL_DIR RPYC_DIR URL
+// Usage: node [--experimental-websocket] run_module.mjs PYODIDE_DIR
+//            KERNEL_DIR RPYC_DIR MODULE_FILE URL
 //
-// Copies the asyncmachine package and rpyc (pure Python) into Pyodide's
-// in-memory filesystem, then awaits pyodide_client.main(URL) with
-// runPythonAsync, so that nothing needs asyncio.run() or JSPI. Prints the
-// JSON that main() returns on stdout; exits 1 when it raises.
+// Copies the asyncmachine package, rpyc (pure Python) and MODULE_FILE into
+// Pyodide's in-memory filesystem, then awaits MODULE.main(URL) with
+// runPythonAsync, so that nothing needs asyncio.run() or JSPI. Prints what
+// main() returns on stdout; exits 1 when it raises, 2 on a usage error.
 
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 
-const SCRIPT_DIR = path.dirname(fileURLToPath(import.meta.url));
 const SITE_DIR = "/lib/asyncmachine-test";
 
 function copyTree(pyodide, hostDir, targetDir) {
@@ -32,9 +31,11 @@ function copyTree(pyodide, hostDir, targetDir) {
 }
 
 async function main() {
-  const [pyodideDir, kernelDir, rpycDir, url] = process.argv.slice(2);
+  const [pyodideDir, kernelDir, rpycDir, moduleFile, url] = process.argv.slice(2);
   if (url === undefined) {
-    process.stderr.write("usage: pyodide_client.mjs PYODIDE_DIR KERNEL_DIR RPYC_DIR URL\n");
+    process.stderr.write(
+      "usage: run_module.mjs PYODIDE_DIR KERNEL_DIR RPYC_DIR MODULE_FILE URL\n",
+    );
     process.exit(2);
   }
   if (typeof WebSocket === "undefined") {
@@ -49,18 +50,21 @@ async function main() {
 
   copyTree(pyodide, path.join(kernelDir, "asyncmachine"), `${SITE_DIR}/asyncmachine`);
   copyTree(pyodide, rpycDir, `${SITE_DIR}/rpyc`);
-  pyodide.FS.writeFile(
-    `${SITE_DIR}/pyodide_client.py`,
-    fs.readFileSync(path.join(SCRIPT_DIR, "pyodide_client.py")),
-  );
+  const moduleName = path.basename(moduleFile, ".py");
+  pyodide.FS.writeFile(`${SITE_DIR}/${moduleName}.py`, fs.readFileSync(moduleFile));
 
-  const globals = pyodide.toPy({ site_dir: SITE_DIR, server_url: url });
+  const globals = pyodide.toPy({
+    site_dir: SITE_DIR,
+    module_name: moduleName,
+    server_url: url,
+  });
   const output = await pyodide.runPythonAsync(
     [
+      "import importlib",
       "import sys",
       "sys.path.insert(0, site_dir)",
-      "import pyodide_client",
-      "await pyodide_client.main(server_url)",
+      "module = importlib.import_module(module_name)",
+      "await module.main(server_url)",
     ].join("\n"),
     { globals },
   );
@@ -69,6 +73,6 @@ async function main() {
 }
 
 main().catch((error) => {
-  process.stderr.write(`pyodide_client: ${error?.stack ?? error}\n`);
+  process.stderr.write(`run_module: ${error?.stack ?? error}\n`);
   process.exit(1);
 });

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -12,6 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
 
+from ..rpc._transport_tcp import is_loopback
 from ._access import (
     TOKEN_QUERY_PARAMETER,
     AccessPolicy,
@@ -37,16 +37,6 @@ _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 # Seconds the HTTP server waits for request handlers still running at stop
 # before cancelling them (WebSocket handlers of rpc routes without a close).
 _SHUTDOWN_TIMEOUT = 1.0
-
-
-def is_loopback_host(host: str) -> bool:
-    """Return whether a host name or IP address only accepts local connections."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Relay:
@@ -126,7 +116,7 @@ class Relay:
     ) -> None:
         if token is not None and not token:
             raise ValueError("token must not be empty; pass None for no token")
-        if token is None and not is_loopback_host(host):
+        if token is None and not is_loopback(host):
             raise ValueError(
                 f"a token is required to listen on {host!r}, which accepts "
                 "connections from other hosts; pass token=... or bind 127.0.0.1"

@@ -17,7 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from ._driver import ConnectionOptions
 from ._peer import Peer, parse_address
 from ._source import DEFAULT_DEDUP_WINDOW, DEFAULT_PUSH_INTERVAL, StateSource
 from ._states import LISTENER_SCHEMA, ListenerStates
+from ._transport_tcp import is_loopback
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -44,16 +44,6 @@ __all__ = [
 logger = logging.getLogger("asyncmachine.rpc")
 
 _DEFAULT = object()
-
-
-def is_loopback(host: str) -> bool:
-    """Return whether `host` is a loopback address or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _as_source(

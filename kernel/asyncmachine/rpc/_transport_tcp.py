@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from typing import Any
 
@@ -31,6 +32,16 @@ __all__ = ["TcpServer", "connect_tcp", "serve_tcp"]
 logger = logging.getLogger("asyncmachine.rpc")
 
 _READ_SIZE = 64 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether a host name or IP address only accepts local connections."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _StreamTransport:

@@ -36,7 +36,6 @@ import contextlib
 import errno
 import functools
 import hmac
-import ipaddress
 import itertools
 import json
 import logging
@@ -54,7 +53,7 @@ from rpyc.core import brine
 from .._errors import StateError
 from .._machine import Machine
 from ._driver import AsyncConnection, ConnectionOptions
-from ._transport_tcp import TcpServer, serve_tcp
+from ._transport_tcp import TcpServer, is_loopback, serve_tcp
 
 __all__ = [
     "ENV_REPL_ADDR",
@@ -146,15 +145,6 @@ def address_file_name(machine_id: str) -> str:
     if name.startswith("."):
         name = "%2E" + name[1:]
     return name + ".addr"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -888,7 +878,7 @@ async def expose_repl(
     host, port = parse_address(addr)
     if token is not None and (type(token) is not str or not token):
         raise ValueError("token must be a non-empty str or None")
-    if token is None and not _is_loopback(host):
+    if token is None and not is_loopback(host):
         raise ValueError(
             f"binding the REPL endpoint of machine {mach.id!r} to {addr} exposes it "
             f"beyond this host; pass token=... (clients then call "

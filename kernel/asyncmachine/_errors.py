@@ -17,6 +17,6 @@ class HandlerTimeoutError(TimeoutError):
     """A handler ran longer than the machine's handler timeout.
 
     Python cannot preempt a running function, so the overrun is detected when the
-    handler returns; the transition is then treated as the reference treats a
+    handler returns. The transition is then treated as the reference treats a
     timeout.
     """

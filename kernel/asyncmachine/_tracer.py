@@ -21,22 +21,22 @@ class Tracer:
     """
 
     def machine_init(self, mach: Machine) -> None:
-        """The tracer was attached to `mach`."""
+        """Handle the attachment of this tracer to `mach`."""
 
     def transition_start(self, tx: Transition) -> None:
-        """A transition resolved its targets; negotiation starts next."""
+        """Handle a transition that resolved its targets, before negotiation."""
 
     def transition_end(self, tx: Transition, result: Any) -> None:
-        """A transition finished with `result` (an ``am.Result``)."""
+        """Handle a finished transition and its `result` (an ``am.Result``)."""
 
     def queue_end(self, mach: Machine) -> None:
-        """The machine's queue was drained."""
+        """Handle the end of a queue drain of `mach`."""
 
     def schema_change(self, mach: Machine, old_schema: dict[str, Any]) -> None:
-        """``set_schema`` replaced the machine's schema."""
+        """Handle a schema replaced by ``set_schema``; `old_schema` is the previous one."""
 
     def handlers_bound(self, mach: Machine, group_id: str) -> None:
-        """A handler group was bound."""
+        """Handle the binding of the handler group `group_id` to `mach`."""
 
     def machine_dispose(self, mach_id: str) -> None:
-        """The machine was disposed."""
+        """Handle the disposal of the machine `mach_id`."""

@@ -671,10 +671,10 @@ class Transition:
     def _run_sync(self) -> Any:
         """Apply ticks received from a state source, as one synthetic transition.
 
-        States whose tick grew to an odd value were activated (a growth of 2 or
-        more while staying odd is a Multi re-entry); those that grew to an even
-        value were deactivated. Only final handlers run, because the source
-        already negotiated the change.
+        States whose tick grew to an odd value were activated, and a growth of 2
+        or more while staying odd is a Multi re-entry. States whose tick grew to
+        an even value were deactivated. Only final handlers run, because the
+        source already negotiated the change.
         """
         mach = self.machine
         compiled = mach._compiled
@@ -1163,7 +1163,7 @@ class Transition:
         """Undo a failed final phase: put back `revert` and re-apply the rest.
 
         The reference applies the recovered states twice, so an already active
-        Multi state that was called ticks by 2 twice more; this is kept so that
+        Multi state that was called ticks by 2 twice more. This is kept so that
         clocks match the reference.
         """
         mach = self.machine

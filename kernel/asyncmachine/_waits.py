@@ -108,8 +108,8 @@ class Waiter(_Awaitable):
     """An awaitable resolved when a machine reaches some condition.
 
     Returned by the ``Machine.when*`` methods. ``await waiter`` returns None once the
-    condition holds; ``done()`` checks without waiting; ``cancel()`` unregisters it
-    and cancels whoever awaits it.
+    condition is true, and ``done()`` checks without waiting. ``cancel()``
+    unregisters it and cancels every task awaiting it.
     """
 
     __slots__ = (

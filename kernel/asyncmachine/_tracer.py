@@ -33,7 +33,7 @@ class Tracer:
         """Handle the end of a queue drain of `mach`."""
 
     def schema_change(self, mach: Machine, old_schema: dict[str, Any]) -> None:
-        """Handle a schema replaced by ``set_schema``; `old_schema` is the previous one."""
+        """Handle a schema replaced by ``set_schema`` (`old_schema` is the previous)."""
 
     def handlers_bound(self, mach: Machine, group_id: str) -> None:
         """Handle the binding of the handler group `group_id` to `mach`."""

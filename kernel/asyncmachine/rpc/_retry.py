@@ -38,4 +38,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Return the seconds to wait before retry number `attempt` (from 1)."""
-        return min(self.max_backoff, self.backoff * 2 ** max(0, attempt - 1))
+        try:
+            growth = 2.0 ** max(0, attempt - 1)
+        except OverflowError:
+            # 2.0 ** 1024 and larger powers exceed the largest float.
+            return self.max_backoff
+        return min(self.max_backoff, self.backoff * growth)

@@ -77,7 +77,7 @@ demo-headless: install
 
 # The offline JupyterLite site, in build/lite; cached, rebuilt when inputs change.
 lite: install
-	$(VENV_PYTHON) scripts/build_lite.py --out build/lite
+	$(VENV_PYTHON) -m asyncmachine.lite --out build/lite
 
 # Runs all three tools and fails at the end if any of them failed.
 lint: install

@@ -20,7 +20,8 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 SITE_DIR = REPO_ROOT / "build" / "lite"
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_lite.py"
+CACHE_DIR = REPO_ROOT / "build" / "lite-cache"
+BUILD_COMMAND = (sys.executable, "-m", "asyncmachine.lite")
 # A cold build downloads about 40 MB and creates a virtual environment. It took
 # 56 s on a 2-core machine with a fast registry connection.
 BUILD_TIMEOUT_SECONDS = 1200
@@ -62,7 +63,7 @@ def chromium_path() -> Path:
 def lite_site() -> Path:
     """Build the site into build/lite, or reuse it when its inputs are unchanged."""
     result = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--out", str(SITE_DIR)],
+        [*BUILD_COMMAND, "--out", str(SITE_DIR), "--cache", str(CACHE_DIR)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -73,7 +74,8 @@ def lite_site() -> Path:
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-40:])
         pytest.fail(
-            f"{BUILD_SCRIPT.name} failed with exit code {result.returncode}:\n{tail}"
+            f"python -m asyncmachine.lite failed with exit code "
+            f"{result.returncode}:\n{tail}"
         )
     return SITE_DIR
 

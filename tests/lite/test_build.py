@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.lite.conftest import BUILD_SCRIPT, BUILD_TIMEOUT_SECONDS
+from asyncmachine.lite import _build as build_lite
+from tests.lite.conftest import BUILD_TIMEOUT_SECONDS
 
 # The first test that uses the lite_site fixture may build the site.
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_SECONDS + 60)
@@ -22,14 +21,6 @@ KERNEL_PLUGIN = "@jupyterlite/pyodide-kernel-extension:kernel"
 
 def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_lite", BUILD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,8 @@ def test_lock_dependencies_are_shipped(lock: dict) -> None:
 
 def test_lock_asyncmachine_entry(lite_site: Path, lock: dict) -> None:
     entry = lock["packages"]["asyncmachine"]
-    assert "asyncmachine" in entry["imports"]
+    # amrepl needs prompt_toolkit, and the browser never uses it.
+    assert entry["imports"] == ["asyncmachine"]
     assert set(entry["depends"]) >= {"graphviz", "rpyc"}
 
     wheel = lite_site / "static/pyodide" / entry["file_name"]
@@ -114,7 +106,6 @@ def test_site_ships_bar_notebook(lite_site: Path) -> None:
 def test_build_skipped_when_stamp_matches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build_lite = load_build_script()
     out = tmp_path / "site"
     out.mkdir()
     stamp = {"inputs_sha256": build_lite.inputs_digest()}
@@ -128,22 +119,20 @@ def test_build_skipped_when_stamp_matches(
 
 
 def test_read_stamp_missing_or_invalid(tmp_path: Path) -> None:
-    build_lite = load_build_script()
     assert build_lite.read_stamp(tmp_path) is None
 
     (tmp_path / build_lite.STAMP_NAME).write_text("not json")
     assert build_lite.read_stamp(tmp_path) is None
 
 
-def test_inputs_digest_covers_pins() -> None:
-    build_lite = load_build_script()
+def test_inputs_digest_covers_pins(monkeypatch: pytest.MonkeyPatch) -> None:
     before = build_lite.inputs_digest()
-    build_lite.EXTRA_WHEELS = (*build_lite.EXTRA_WHEELS, ("six", "1.17.0"))
+    extra_wheels = (*build_lite.EXTRA_WHEELS, ("six", "1.17.0"))
+    monkeypatch.setattr(build_lite, "EXTRA_WHEELS", extra_wheels)
     assert build_lite.inputs_digest() != before
 
 
 def test_wheel_metadata_skips_extras(tmp_path: Path) -> None:
-    build_lite = load_build_script()
     wheel = tmp_path / "demo_pkg-1.2-py3-none-any.whl"
     metadata = (
         "Metadata-Version: 2.1\n"
@@ -169,7 +158,6 @@ def test_wheel_metadata_skips_extras(tmp_path: Path) -> None:
 
 
 def test_lock_entry_applies_dependency_changes(tmp_path: Path) -> None:
-    build_lite = load_build_script()
     wheel = tmp_path / "rpyc-6.0.2-py3-none-any.whl"
     metadata = "Name: rpyc\nVersion: 6.0.2\nRequires-Dist: plumbum\n\n"
     with zipfile.ZipFile(wheel, "w") as archive:

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="serve this built JupyterLite site as it is (default: build/lite of "
-        "the source checkout, built or updated first)",
+        "a source checkout, otherwise $XDG_CACHE_HOME/asyncmachine/lite; built or "
+        "updated first)",
     )
     server.add_argument(
         "--dump",

@@ -21,7 +21,7 @@ Usage::
 
     from asyncmachine.relay import Relay
 
-    relay = Relay("lite/_output", token=token, repl_dir="tmp")
+    relay = Relay("build/lite", token=token, repl_dir="tmp")
     await relay.start()
     print("open", relay.page_url)
     ...

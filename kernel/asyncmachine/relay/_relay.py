@@ -89,7 +89,7 @@ class Relay:
 
     Usage::
 
-        relay = Relay("lite/_output", token=token, repl_dir="tmp")
+        relay = Relay("build/lite", token=token, repl_dir="tmp")
         endpoint = WebSocketEndpoint(FooService, allowed_origins=...)
         relay.add_rpc_route("/rpc", endpoint.handle, close=endpoint.close)
         await relay.start()

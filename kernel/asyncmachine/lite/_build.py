@@ -1,37 +1,23 @@
-#!/usr/bin/env python3
-"""Build the offline JupyterLite site, whose Pyodide kernel imports asyncmachine.
+"""Build the offline JupyterLite site, which :mod:`asyncmachine.lite` describes.
 
-Usage::
-
-    python scripts/build_lite.py                 # writes build/lite
-    python scripts/build_lite.py --out DIR --force
-
-The site runs with no internet: it ships its own copy of Pyodide, the wheels
-the kernel loads at start, and these wheels as Pyodide packages, so that a
-plain ``import NAME`` in a cell loads them:
-
-- asyncmachine, built from this repository;
-- rpyc, graphviz (the Python package, which builds DOT), ipywidgets and comm;
-- lite_graphviz (``lite/lite_graphviz``), which renders DOT to SVG with
-  Graphviz compiled to WebAssembly (the npm package @hpcc-js/wasm-graphviz).
-
-The build itself needs Python 3.11+, npm, and access to PyPI and the npm
-registry. It installs jupyterlite-core and jupyterlite-pyodide-kernel into its
-own virtual environment under the cache directory (build/lite-cache), and it
-keeps downloads there. The output directory holds a stamp with a hash of the
-inputs (lite/, kernel/, repl/, pyproject.toml, this script and the pinned
-versions below), and the build is skipped while that hash still matches.
+It reads only the imported asyncmachine package: the site's sources in
+``asyncmachine/lite/site`` and the package's own files, which go into the
+asyncmachine wheel that the site ships. So an installed copy of asyncmachine
+builds the same site as a source checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -41,8 +27,13 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-LITE_DIR = ROOT / "lite"
+import asyncmachine
+
+# The imported package: kernel/asyncmachine of a source checkout, or a copy
+# installed in site-packages.
+PACKAGE_DIR = Path(asyncmachine.__file__).resolve().parent
+# The site's sources: its JupyterLite config, files/ and the lite_graphviz project.
+LITE_DIR = PACKAGE_DIR / "lite" / "site"
 HELPER_DIR = LITE_DIR / "lite_graphviz"
 
 # Versions that fit together: jupyterlite-pyodide-kernel 0.8.6 expects Pyodide
@@ -55,7 +46,7 @@ BUILD_REQUIREMENTS = (
     "jupyter-server==2.21.1",
     # Adds the @jupyter-widgets/jupyterlab-manager extension to the site.
     "jupyterlab-widgets==3.0.17",
-    # Builds the asyncmachine and lite_graphviz wheels without build isolation.
+    # Builds the lite_graphviz wheel without build isolation.
     "setuptools==84.2.1",
 )
 PYODIDE_NPM = ("pyodide", "314.0.6")
@@ -101,7 +92,17 @@ PYODIDE_CORE_FILES = (
 STAMP_NAME = ".lite-build-stamp.json"
 # Version of the bytecode step below; changing it recompiles the cached wheels.
 BYTECODE_FORMAT = "cpython-314-unchecked-hash-1"
+# Python and Jupyter write these folders and files beside the sources, so the
+# inputs hash and the asyncmachine wheel leave them out.
 DIGEST_IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".jupyterlite.doit.db"}
+# Every entry of the asyncmachine wheel gets this date and mode, so the same
+# sources give the same bytes. The bytecode step caches by the wheel's sha256,
+# so its cache then hits after a rebuild and for another copy of the package.
+WHEEL_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can store
+WHEEL_FILE_MODE = 0o644
+# setuptools' bdist_wheel dates every entry of the lite_graphviz wheel with
+# this (1980-01-01 UTC), for the same reason.
+WHEEL_SOURCE_DATE_EPOCH = "315532800"
 
 
 class BuildError(Exception):
@@ -130,12 +131,18 @@ def output_tail(text: str, lines: int = 40) -> str:
 
 
 def run(
-    command: list[str], *, step: str, cwd: Path | None = None, hint: str = ""
+    command: list[str],
+    *,
+    step: str,
+    cwd: Path | None = None,
+    hint: str = "",
+    env: dict[str, str] | None = None,
 ) -> str:
     """Run a command and return its output, or raise BuildError with its tail."""
     result = subprocess.run(
         command,
         cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -150,21 +157,68 @@ def run(
     return result.stdout
 
 
+# Default folders
+
+
+def checkout_root() -> Path | None:
+    """Return the checkout root if the package is its kernel/asyncmachine, else None."""
+    root = PACKAGE_DIR.parent.parent
+    if PACKAGE_DIR.parent.name == "kernel" and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def user_cache_dir() -> Path:
+    """Return ``$XDG_CACHE_HOME/asyncmachine``, by default ``~/.cache/asyncmachine``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG Base Directory Specification treats a relative path as invalid.
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".cache")
+    return Path(base) / "asyncmachine"
+
+
+def default_out_dir() -> Path:
+    """Return the site's default folder: build/lite of a checkout, else a user cache."""
+    root = checkout_root()
+    if root is not None:
+        return root / "build" / "lite"
+    return user_cache_dir() / "lite"
+
+
+def default_cache_dir() -> Path:
+    """Return the default folder of the build environment and the downloads."""
+    root = checkout_root()
+    if root is not None:
+        return root / "build" / "lite-cache"
+    return user_cache_dir() / "lite-cache"
+
+
 # Inputs and the stamp
 
 
-def input_files() -> Iterator[Path]:
-    for folder in (LITE_DIR, ROOT / "kernel", ROOT / "repl"):
-        for path in sorted(folder.rglob("*")):
-            ignored = DIGEST_IGNORED_PARTS.intersection(path.parts)
-            if path.is_file() and not ignored and path.suffix != ".pyc":
-                yield path
-    yield ROOT / "pyproject.toml"
-    yield Path(__file__).resolve()
+def package_files(package_dir: Path) -> Iterator[tuple[str, Path]]:
+    """Yield the files of a package folder as (POSIX path relative to it, path).
+
+    The order is that of the relative paths. Bytecode and DIGEST_IGNORED_PARTS
+    are left out.
+    """
+    files = {}
+    for path in package_dir.rglob("*"):
+        relative = path.relative_to(package_dir)
+        ignored = DIGEST_IGNORED_PARTS.intersection(relative.parts)
+        if path.is_file() and not ignored and path.suffix != ".pyc":
+            files[relative.as_posix()] = path
+    for name in sorted(files):
+        yield name, files[name]
 
 
 def inputs_digest() -> str:
-    """Hash the build inputs: source files, lite/ and the pinned versions."""
+    """Hash the build inputs: the pinned versions and the asyncmachine package.
+
+    The package's files include this module and the site's sources. They enter
+    the hash by their paths relative to the package, so a source checkout and an
+    installed copy of the same sources have the same digest.
+    """
     digest = hashlib.sha256()
     pins = [
         BUILD_REQUIREMENTS,
@@ -174,8 +228,8 @@ def inputs_digest() -> str:
         BYTECODE_FORMAT,
     ]
     digest.update(json.dumps(pins).encode())
-    for path in input_files():
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+    for name, path in package_files(PACKAGE_DIR):
+        digest.update(name.encode() + b"\0")
         digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
@@ -317,6 +371,7 @@ def build_wheel(python: Path, project: Path, out: Path, label: str) -> Path:
         [str(python), "-m", "pip", "wheel", "--quiet", "--no-deps"]
         + ["--no-build-isolation", "--wheel-dir", str(out), str(project)],
         step=f"building the {label} wheel",
+        env={**os.environ, "SOURCE_DATE_EPOCH": WHEEL_SOURCE_DATE_EPOCH},
     )
     built = set(out.glob("*.whl")) - before
     if len(built) != 1:
@@ -326,29 +381,84 @@ def build_wheel(python: Path, project: Path, out: Path, label: str) -> Path:
     return built.pop()
 
 
-def build_own_wheels(python: Path, graphviz_npm: Path, out: Path) -> dict[str, Path]:
-    """Build the asyncmachine and lite_graphviz wheels into `out`.
+def record_line(name: str, data: bytes) -> str:
+    """Return a wheel RECORD line: the path, its urlsafe-base64 sha256, its size."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return f"{name},sha256={digest.decode()},{len(data)}"
 
-    Each wheel is built from a copy of its sources, which keeps setuptools'
-    build/ and egg-info folders out of the repository.
+
+def package_wheel_files() -> list[tuple[str, bytes]]:
+    """Read the asyncmachine files that the site's wheel ships, by archive path.
+
+    The site's sources (LITE_DIR) are left out, because the browser does not
+    need them.
+    """
+    site_prefix = LITE_DIR.relative_to(PACKAGE_DIR).as_posix() + "/"
+    return [
+        (f"asyncmachine/{name}", path.read_bytes())
+        for name, path in package_files(PACKAGE_DIR)
+        if not name.startswith(site_prefix)
+    ]
+
+
+def write_package_wheel(out: Path) -> Path:
+    """Write the asyncmachine wheel from the imported package into `out`.
+
+    The wheel has no Requires-Dist, because DEPENDS_ADDED gives its lock entry
+    the dependencies. amrepl is not in it: the browser never uses that package.
+    """
+    version = asyncmachine.__version__
+    dist_info = f"asyncmachine-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: asyncmachine\nVersion: {version}\n"
+    wheel = (
+        "Wheel-Version: 1.0\n"
+        f"Generator: {__name__}\n"
+        "Root-Is-Purelib: true\n"
+        "Tag: py3-none-any\n"
+    )
+    entries = package_wheel_files()
+    entries.append((f"{dist_info}/METADATA", metadata.encode()))
+    entries.append((f"{dist_info}/WHEEL", wheel.encode()))
+    record = [record_line(name, data) for name, data in entries]
+    record.append(f"{dist_info}/RECORD,,")
+    entries.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"asyncmachine-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=WHEEL_DATE_TIME)
+            info.external_attr = (stat.S_IFREG | WHEEL_FILE_MODE) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return path
+
+
+def build_own_wheels(python: Path, graphviz_npm: Path, out: Path) -> dict[str, Path]:
+    """Write the asyncmachine wheel and build the lite_graphviz wheel into `out`.
+
+    The lite_graphviz wheel is built from a copy of its sources, which keeps
+    setuptools' build/ and egg-info folders out of the package.
     """
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as temp:
-        log("building the asyncmachine wheel")
-        project = Path(temp) / "asyncmachine"
-        sources = ["pyproject.toml", "README.md", "kernel", "repl"]
-        copy_sources([ROOT / name for name in sources], ROOT, project)
-        asyncmachine = build_wheel(python, project, out, "asyncmachine")
+    log("writing the asyncmachine wheel")
+    package_wheel = write_package_wheel(out)
 
+    with tempfile.TemporaryDirectory() as temp:
         log("building the lite_graphviz wheel")
         helper = Path(temp) / "lite_graphviz"
         copy_sources([HELPER_DIR], LITE_DIR, Path(temp))
         package = helper / "lite_graphviz"
         shutil.copy2(graphviz_npm / "dist" / "index.js", package / "graphviz.mjs")
         shutil.copy2(graphviz_npm / "LICENSE", package / "LICENSE.graphviz-wasm")
+        # The wheel stores each file's mode, and an installed copy of the
+        # sources may have other modes than a checkout.
+        for path in helper.rglob("*"):
+            if path.is_file():
+                path.chmod(WHEEL_FILE_MODE)
         lite_graphviz = build_wheel(python, helper, out, "lite_graphviz")
 
-    return {"asyncmachine": asyncmachine, "lite-graphviz": lite_graphviz}
+    return {"asyncmachine": package_wheel, "lite-graphviz": lite_graphviz}
 
 
 # Bytecode
@@ -689,23 +799,52 @@ def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
     log(f"build finished in {seconds:.0f} s")
 
 
+def ensure_site(
+    out: Path | None = None, cache: Path | None = None, *, force: bool = False
+) -> Path:
+    """Build the site into `out` unless its stamp matches the inputs.
+
+    Returns the site's folder. `out` and `cache` default to default_out_dir()
+    and default_cache_dir(). The progress goes to stderr.
+
+    Raises:
+        BuildError: a step failed; the message names it and the fix.
+    """
+    out_dir = (out if out is not None else default_out_dir()).resolve()
+    cache_dir = (cache if cache is not None else default_cache_dir()).resolve()
+    try:
+        with cache_lock(cache_dir):
+            digest = inputs_digest()
+            if not force and read_stamp(out_dir) == digest:
+                log(f"site in {out_dir} is up to date")
+                return out_dir
+            build_site(out_dir, cache_dir, digest)
+    except OSError as err:
+        raise BuildError(
+            f"building the site in {out_dir} (cache {cache_dir}) failed: {err}"
+        ) from err
+    return out_dir
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m asyncmachine.lite",
         description="Build the offline JupyterLite site (Pyodide kernel with "
-        "asyncmachine, rpyc, ipywidgets and a WebAssembly Graphviz)."
+        "asyncmachine, rpyc, ipywidgets and a WebAssembly Graphviz).",
     )
     parser.add_argument(
         "--out",
         type=Path,
-        default=ROOT / "build" / "lite",
-        help="output folder of the site (default: build/lite)",
+        metavar="DIR",
+        default=default_out_dir(),
+        help="output folder of the site (default: %(default)s)",
     )
     parser.add_argument(
         "--cache",
         type=Path,
-        default=ROOT / "build" / "lite-cache",
-        help="folder for the build environment and downloads "
-        "(default: build/lite-cache)",
+        metavar="DIR",
+        default=default_cache_dir(),
+        help="folder for the build environment and downloads (default: %(default)s)",
     )
     parser.add_argument(
         "--force",
@@ -717,22 +856,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m asyncmachine.lite`` and return its exit status."""
     args = parse_args(argv)
-    out_dir = args.out.resolve()
-    cache_dir = args.cache.resolve()
-
     try:
-        with cache_lock(cache_dir):
-            digest = inputs_digest()
-            if not args.force and read_stamp(out_dir) == digest:
-                log(f"site in {out_dir} is up to date (use --force to rebuild)")
-                return 0
-            build_site(out_dir, cache_dir, digest)
+        ensure_site(args.out, args.cache, force=args.force)
     except BuildError as err:
         log(f"error: {err}")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -90,6 +90,46 @@ def test_site_config_is_offline(lite_site: Path) -> None:
         assert url.startswith("./"), f"piplite index outside the site: {url}"
 
 
+def test_kernel_preloads_from_lock(lite_site: Path, lock: dict) -> None:
+    config = json.loads((lite_site / "jupyter-lite.json").read_text())
+    kernel = config["jupyter-config-data"]["litePluginSettings"][KERNEL_PLUGIN]
+    preloaded = kernel["loadPyodideOptions"]["packages"]
+
+    # The kernel installs these one by one at start unless they are preloaded.
+    kernel_packages = {"micropip", "piplite", "ipykernel", "comm", "pyodide-kernel"}
+    assert kernel_packages | {"jedi", "ipython"} <= set(preloaded)
+    assert {"asyncmachine", "rpyc", "ipywidgets", "lite-graphviz"} <= set(preloaded)
+    for name in preloaded:
+        assert name in lock["packages"], f"preloaded {name} is not in the lock"
+
+
+@pytest.mark.parametrize("name", ["piplite", "pyodide-kernel", "ipykernel"])
+def test_kernel_wheel_has_bytecode(lite_site: Path, lock: dict, name: str) -> None:
+    entry = lock["packages"][name]
+    with zipfile.ZipFile(lite_site / "static/pyodide" / entry["file_name"]) as wheel:
+        names = wheel.namelist()
+    sources = [path for path in names if path.endswith(".py")]
+    compiled = [path for path in names if path.endswith(".cpython-314.pyc")]
+    assert sources
+    assert len(compiled) == len(sources)
+
+
+def test_preload_outside_lock_fails(tmp_path: Path) -> None:
+    config = {
+        "jupyter-config-data": {
+            "litePluginSettings": {
+                KERNEL_PLUGIN: {"loadPyodideOptions": {"packages": ["ipython", "nope"]}}
+            }
+        }
+    }
+    path = tmp_path / "jupyter-lite.json"
+    path.write_text(json.dumps(config))
+
+    with pytest.raises(build_lite.BuildError, match="preloads nope"):
+        build_lite.check_preload(path, {"ipython": {}})
+    build_lite.check_preload(path, {"ipython": {}, "nope": {}})
+
+
 def test_site_has_widget_manager(lite_site: Path) -> None:
     config = json.loads((lite_site / "jupyter-lite.json").read_text())
     extensions = config["jupyter-config-data"]["federated_extensions"]

@@ -64,6 +64,15 @@ EXTRA_WHEELS = (
 STARTUP_PACKAGES = ("micropip", "packaging", "ipython", "jedi")
 # Wheels also offered to "%pip install" through the piplite index.
 PIPLITE_WHEELS = ("comm",)
+# Wheels of the kernel add-on (jupyterlite-pyodide-kernel) that the kernel
+# installs at start with piplite, one after another. The site adds them to the
+# Pyodide lock, so that loadPyodide loads them together with the rest.
+KERNEL_WHEELS = ("piplite", "pyodide-kernel", "ipykernel")
+# The kernel add-on's folder of those wheels, relative to the build environment.
+KERNEL_WHEELS_DIR = (
+    "share/jupyter/labextensions/@jupyterlite/pyodide-kernel-extension/static/pypi"
+)
+KERNEL_SETTINGS = "@jupyterlite/pyodide-kernel-extension:kernel"
 
 # Lock dependencies changed from the wheels' metadata, by package.
 DEPENDS_REMOVED = {
@@ -78,6 +87,8 @@ DEPENDS_ADDED = {
     # asyncmachine.vis and asyncmachine.rpc then work after a plain
     # "import asyncmachine", because Pyodide loads only what the lock names.
     "asyncmachine": {"graphviz", "rpyc"},
+    # piplite imports micropip but does not declare it.
+    "piplite": {"micropip"},
 }
 
 # Files of the npm pyodide package that the kernel loads.
@@ -461,6 +472,23 @@ def build_own_wheels(python: Path, graphviz_npm: Path, out: Path) -> dict[str, P
     return {"asyncmachine": package_wheel, "lite-graphviz": lite_graphviz}
 
 
+def kernel_wheels(python: Path) -> dict[str, Path]:
+    """Return the kernel add-on's KERNEL_WHEELS from the build environment."""
+    folder = python.parent.parent / KERNEL_WHEELS_DIR
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.whl")):
+        name = canonical_name(path.name.split("-")[0])
+        if name in KERNEL_WHEELS:
+            found[name] = path
+    missing = sorted(set(KERNEL_WHEELS) - set(found))
+    if missing:
+        raise BuildError(
+            f"the kernel add-on's wheels {', '.join(missing)} are missing from "
+            f"{folder}; delete {python.parent.parent} to reinstall the build tools"
+        )
+    return found
+
+
 # Bytecode
 #
 # The kernel imports IPython, jedi, prompt_toolkit and the site's own packages
@@ -727,11 +755,32 @@ def stage_lite_dir(
         shutil.copy2(wheel, pyodide_dir / wheel.name)
         shipped[name] = lock_entry(wheel)
     write_lock(lock, shipped, pyodide_dir / "pyodide-lock.json")
+    check_preload(stage / "jupyter-lite.json", shipped)
 
     piplite_dir = stage / "pypi"
     piplite_dir.mkdir()
     for name in PIPLITE_WHEELS:
         shutil.copy2(added_wheels[name], piplite_dir / added_wheels[name].name)
+
+
+def check_preload(config_path: Path, shipped: dict[str, dict]) -> None:
+    """Check that the kernel's preloaded packages are all in the site's lock.
+
+    jupyter-lite.json passes loadPyodideOptions.packages to loadPyodide, which
+    loads them in one batch while Pyodide starts, and the kernel then skips its
+    own one-by-one installs of micropip, piplite, ipykernel, comm,
+    pyodide-kernel, jedi and ipython.
+    """
+    config = json.loads(config_path.read_text())
+    settings = config["jupyter-config-data"]["litePluginSettings"][KERNEL_SETTINGS]
+    packages = settings.get("loadPyodideOptions", {}).get("packages", [])
+    unknown = sorted(name for name in packages if name not in shipped)
+    if unknown:
+        raise BuildError(
+            f"{config_path.name} preloads {', '.join(unknown)}, which the "
+            f"site's Pyodide lock does not contain; use names from "
+            f"{', '.join(sorted(shipped))}"
+        )
 
 
 def site_size(folder: Path) -> tuple[int, int]:
@@ -763,6 +812,7 @@ def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
     with tempfile.TemporaryDirectory(prefix="lite-build-", dir=cache_dir) as temp:
         log(f"[4/{steps}] own wheels")
         added_wheels |= build_own_wheels(python, graphviz_npm, Path(temp) / "wheels")
+        added_wheels |= kernel_wheels(python)
 
         log(f"[5/{steps}] bytecode for Python 3.14")
         startup_wheels = add_bytecode(startup_wheels, pyodide_npm, cache_dir)

@@ -166,6 +166,29 @@ def test_missing_site_reported(repo_root, tmp_path):
     assert "is not a built JupyterLite site" in stderr
 
 
+def test_missing_dependency_names_extra(repo_root, tmp_path):
+    # None in sys.modules makes "import rpyc" fail as if rpyc were not installed.
+    script = (
+        "import sys; sys.modules['rpyc'] = None\n"
+        "from asyncmachine.demo.cli import main\n"
+        "sys.exit(main(['--site', sys.argv[1]]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=repo_root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "package rpyc is missing" in result.stderr
+    assert "pip install 'asyncmachine[demo]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_help_and_version(repo_root, tmp_path):
     for option, expected in (("--help", "--headless"), ("--version", ".")):
         process = start_demo(repo_root, tmp_path, option)

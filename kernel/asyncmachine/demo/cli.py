@@ -251,10 +251,24 @@ def main(argv: list[str] | None = None) -> int:
 # -- the server and the headless run ---------------------------------------------
 
 
+# Third-party packages that the server side of am-demo imports.
+_SERVER_PACKAGES = ("rpyc", "aiohttp", "prompt_toolkit", "graphviz")
+
+
 def _main_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from ._site import SiteError, ensure_site
-    from ._state import default_repl_dir, load_or_create_token, state_dir
-    from .server import ServerConfig
+    try:
+        from ._site import SiteError, ensure_site
+        from ._state import default_repl_dir, load_or_create_token, state_dir
+        from .server import ServerConfig
+    except ModuleNotFoundError as err:
+        if err.name not in _SERVER_PACKAGES:
+            raise
+        print(
+            f"am-demo: the Python package {err.name} is missing; install the "
+            "demo's dependencies with: pip install 'asyncmachine[demo]'",
+            file=sys.stderr,
+        )
+        return 1
 
     headless = args.headless
     timings = _timings(args, HEADLESS_TIMINGS if headless else SERVER_TIMINGS)

@@ -318,8 +318,9 @@ class _Run:
             from playwright.async_api import async_playwright
         except ImportError:
             raise self.fail(
-                "the Python package playwright is missing: pip install playwright "
-                "(it drives the system's Chromium; never run `playwright install`)"
+                "the Python package playwright is missing: pip install "
+                "'asyncmachine[demo]' (it drives the system's Chromium, so "
+                "`playwright install` is not needed)"
             ) from None
         chromium = self.options.chromium
         if not chromium.is_file():

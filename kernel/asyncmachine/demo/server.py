@@ -42,7 +42,13 @@ from typing import Any
 import asyncmachine as am
 from asyncmachine import dbg, telemetry
 from asyncmachine.relay import Relay
-from asyncmachine.rpc import Mirror, Peer, StateSource, source_ws_handler
+from asyncmachine.rpc import (
+    Mirror,
+    Peer,
+    SourceSession,
+    StateSource,
+    source_ws_handler,
+)
 from asyncmachine.rpc.repl import ReplEndpoint, expose_repl
 from asyncmachine.rpc.wire import ErrorMessage, Hello
 
@@ -176,16 +182,7 @@ class MessageLog:
 
 
 class _FooSource(StateSource):
-    """server-foo's source: accepts only page ids and reports each new page."""
-
-    def __init__(
-        self,
-        mach: am.Machine,
-        on_page: Callable[[Peer, str], None],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(mach, **kwargs)
-        self._on_page = on_page
+    """server-foo's source, which accepts only page ids as client ids."""
 
     def check_access(self, hello: Hello) -> ErrorMessage | None:
         rejection = super().check_access(hello)
@@ -196,12 +193,6 @@ class _FooSource(StateSource):
                 "(browser-bar- and 6 lowercase letters or digits)",
             )
         return rejection
-
-    def open_session(self, hub: Any, key: str, hello: Hello) -> tuple[Any, bytes]:
-        session, reply = super().open_session(hub, key, hello)
-        if session is not None:
-            self._on_page(hub.peer, hello.machine_id)
-        return session, reply
 
 
 class ServerFooHandlers(FooHandlers):
@@ -317,7 +308,7 @@ class DemoServer:
         self.repl = await expose_repl(foo, "127.0.0.1:0", config.repl_dir)
 
         self._source = _FooSource(
-            foo, self._on_page, push_interval=config.push_interval
+            foo, push_interval=config.push_interval, on_session_open=self._on_session
         )
         handler = source_ws_handler(
             self._source,
@@ -380,8 +371,9 @@ class DemoServer:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _on_page(self, peer: Peer, bar_id: str) -> None:
-        """Link a page whose mirror of server-foo just sent its hello."""
+    def _on_session(self, session: SourceSession) -> None:
+        """Link the page of a new session, whose mirror of server-foo sent its hello."""
+        peer, bar_id = session.peer, session.client_id
         old = self.pages.get(bar_id)
         if old is not None and old.peer is peer:
             return

@@ -31,7 +31,7 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import asyncmachine as am
@@ -134,6 +134,14 @@ class StateSource:
         dedup_window: Mutation ids remembered per client id. A resent
             mutation is applied once only while at most this many newer
             mutations of the same client arrived in between.
+        on_session_open: Called with each new :class:`SourceSession`, after
+            its handshake reply is ready; ``session.client_id`` is the
+            mirror's id and ``session.peer`` its connection's peer.
+        on_session_close: Called with each session that ended, also when its
+            connection was lost.
+
+    Both callbacks run on the source's event loop. An exception in one is
+    logged and does not affect the session.
 
     Raises:
         ValueError: The machine already has a StateSource, or an option is
@@ -148,6 +156,8 @@ class StateSource:
         allowed_ids: Collection[str] | None = None,
         push_interval: float | None = DEFAULT_PUSH_INTERVAL,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
+        on_session_open: Callable[[SourceSession], Any] | None = None,
+        on_session_close: Callable[[SourceSession], Any] | None = None,
     ) -> None:
         if not isinstance(mach, am.Machine):
             raise TypeError(f"expected an asyncmachine Machine, got {mach!r}")
@@ -172,6 +182,8 @@ class StateSource:
         """Test hook: ``push_filter(session, diff)`` returns the diff to send."""
         self.duplicates = 0
         """Resent mutations whose stored result was returned instead of reapplying."""
+        self._on_session_open = on_session_open
+        self._on_session_close = on_session_close
 
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -253,12 +265,32 @@ class StateSource:
             hub.describe(key),
             extra={"mach_id": self.id},
         )
+        self._run_callback(self._on_session_open, session)
         return session, reply.encode()
 
     def _remove_session(self, session: SourceSession) -> None:
         with self._lock:
-            if session in self._sessions:
-                self._sessions.remove(session)
+            if session not in self._sessions:
+                return
+            self._sessions.remove(session)
+        self._run_callback(self._on_session_close, session)
+
+    def _run_callback(
+        self, callback: Callable[[SourceSession], Any] | None, session: SourceSession
+    ) -> None:
+        """Run a session callback, logging its exception instead of raising it."""
+        if callback is None:
+            return
+        try:
+            callback(session)
+        except Exception:
+            logger.exception(
+                "source %s: session callback %r failed for session %s",
+                self.id,
+                callback,
+                session.describe(),
+                extra={"mach_id": self.id},
+            )
 
     # -- mutations ---------------------------------------------------------------------
 

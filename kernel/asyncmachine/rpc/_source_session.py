@@ -39,6 +39,7 @@ from ._wire_binary import encode_mutate_reply
 
 if TYPE_CHECKING:
     from ._hub import Hub
+    from ._peer import Peer
     from ._source import StateSource
 
 __all__ = ["SourceSession"]
@@ -102,6 +103,11 @@ class SourceSession:
         self._exported = -1
         self._pending: list[MutationUpdate] = []
         self._sent_schema_hash = hello.schema_hash
+
+    @property
+    def peer(self) -> Peer:
+        """The peer of the connection that carries this session."""
+        return self.hub.peer
 
     def _compute_tracking(self) -> None:
         """Derive the tracked states and the client's index order from the options.

@@ -19,53 +19,10 @@ import rpyc
 
 import asyncmachine as am
 from asyncmachine import rpc
-from tests.rpc.test_pyodide_ws import PYODIDE_DIR, REPO_ROOT, node_command
+from tests.rpc.test_pyodide_ws import PYODIDE_DIR, REPO_ROOT, RUN_SCRIPT, node_command
 
 # Loading Pyodide takes a few seconds; this bounds a hung run, not a fast one.
 RUN_TIMEOUT_SECONDS = 300
-
-# Copies asyncmachine and rpyc into Pyodide's file system and awaits main(URL)
-# of the client module with runPythonAsync, so nothing needs asyncio.run() or
-# JSPI. Prints what main() returns.
-NODE_RUNNER = r"""
-import fs from "node:fs";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
-
-const SITE_DIR = "/lib/asyncmachine-test";
-
-function copyTree(pyodide, hostDir, targetDir) {
-  pyodide.FS.mkdirTree(targetDir);
-  for (const entry of fs.readdirSync(hostDir)) {
-    if (entry === "__pycache__" || entry.endsWith(".pyc")) continue;
-    const hostPath = path.join(hostDir, entry);
-    const targetPath = `${targetDir}/${entry}`;
-    if (fs.statSync(hostPath).isDirectory()) copyTree(pyodide, hostPath, targetPath);
-    else pyodide.FS.writeFile(targetPath, fs.readFileSync(hostPath));
-  }
-}
-
-const [pyodideDir, kernelDir, rpycDir, clientFile, url] = process.argv.slice(2);
-const pyodideUrl = pathToFileURL(path.join(pyodideDir, "pyodide.mjs")).href;
-const { loadPyodide } = await import(pyodideUrl);
-const pyodide = await loadPyodide({ indexURL: pyodideDir + path.sep });
-copyTree(pyodide, path.join(kernelDir, "asyncmachine"), `${SITE_DIR}/asyncmachine`);
-copyTree(pyodide, rpycDir, `${SITE_DIR}/rpyc`);
-pyodide.FS.writeFile(`${SITE_DIR}/mirror_client.py`, fs.readFileSync(clientFile));
-const globals = pyodide.toPy({ site_dir: SITE_DIR, server_url: url });
-try {
-  const output = await pyodide.runPythonAsync(
-    ["import sys", "sys.path.insert(0, site_dir)", "import mirror_client",
-     "await mirror_client.main(server_url)"].join("\n"),
-    { globals },
-  );
-  process.stdout.write(`${output}\n`);
-  process.exit(0);
-} catch (error) {
-  process.stderr.write(`mirror_client: ${error?.stack ?? error}\n`);
-  process.exit(1);
-}
-"""
 
 PYODIDE_CLIENT = '''
 import asyncio
@@ -150,8 +107,6 @@ class BarMirrorHandlers:
 def test_pyodide_mirror_and_source_share_websocket(tmp_path):
     command = node_command()
     rpyc_dir = Path(rpyc.__file__).parent
-    runner = tmp_path / "runner.mjs"
-    runner.write_text(NODE_RUNNER)
     client = tmp_path / "mirror_client.py"
     client.write_text(PYODIDE_CLIENT)
 
@@ -180,7 +135,7 @@ def test_pyodide_mirror_and_source_share_websocket(tmp_path):
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                str(runner),
+                str(RUN_SCRIPT),
                 str(PYODIDE_DIR),
                 str(REPO_ROOT / "kernel"),
                 str(rpyc_dir),

@@ -107,8 +107,8 @@ def test_installed_package_builds_site(lite_site: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(build_project_wheel(tmp_path)) as archive:
         archive.extractall(site_packages)
     installed = site_packages / "asyncmachine"
-    assert (installed / "lite/site/jupyter-lite.json").is_file()
-    assert (installed / "lite/site/files/bar.ipynb").is_file()
+    assert (installed / "lite/site-src/jupyter-lite.json").is_file()
+    assert (installed / "lite/site-src/files/bar.ipynb").is_file()
     assert not (site_packages / "lite_graphviz").exists()
 
     cache_link = tmp_path / "cache" / "asyncmachine" / "lite-cache"
@@ -144,7 +144,7 @@ def test_installed_package_builds_site(lite_site: Path, tmp_path: Path) -> None:
     expected = {
         f"asyncmachine/{path.relative_to(installed).as_posix()}"
         for path in installed.rglob("*.py")
-        if not path.is_relative_to(installed / "lite" / "site")
+        if not path.is_relative_to(installed / "lite" / "site-src")
     }
     assert shipped == expected
 

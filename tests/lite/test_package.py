@@ -51,9 +51,9 @@ def package_copy(tmp_path: Path) -> Path:
 
     (copy / "__pycache__").mkdir()
     (copy / "__pycache__" / "_machine.cpython-311.pyc").write_bytes(b"bytecode")
-    (copy / "lite" / "site" / "__pycache__").mkdir()
-    (copy / "lite" / "site" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
-    checkpoints = copy / "lite" / "site" / "files" / ".ipynb_checkpoints"
+    (copy / "lite" / "site-src" / "__pycache__").mkdir()
+    (copy / "lite" / "site-src" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    checkpoints = copy / "lite" / "site-src" / "files" / ".ipynb_checkpoints"
     checkpoints.mkdir()
     (checkpoints / "bar-checkpoint.ipynb").write_text("{}")
     return copy
@@ -62,9 +62,9 @@ def package_copy(tmp_path: Path) -> Path:
 def use_package(monkeypatch: pytest.MonkeyPatch, package_dir: Path) -> None:
     """Make the build read `package_dir` in place of the imported package."""
     monkeypatch.setattr(build_lite, "PACKAGE_DIR", package_dir)
-    monkeypatch.setattr(build_lite, "LITE_DIR", package_dir / "lite" / "site")
+    monkeypatch.setattr(build_lite, "LITE_DIR", package_dir / "lite" / "site-src")
     monkeypatch.setattr(
-        build_lite, "HELPER_DIR", package_dir / "lite" / "site" / "lite_graphviz"
+        build_lite, "HELPER_DIR", package_dir / "lite" / "site-src" / "lite_graphviz"
     )
 
 
@@ -120,7 +120,9 @@ def test_package_wheel_contents(
     assert "asyncmachine/lite/_build.py" in names
     assert not [name for name in names if "__pycache__" in name]
     assert not [name for name in names if name.endswith(".pyc")]
-    assert not [name for name in names if name.startswith("asyncmachine/lite/site/")]
+    assert not [
+        name for name in names if name.startswith("asyncmachine/lite/site-src/")
+    ]
     assert not [name for name in names if name.startswith("amrepl/")]
 
     expected = {
@@ -129,7 +131,7 @@ def test_package_wheel_contents(
         if path.is_file()
         and "__pycache__" not in path.parts
         and ".ipynb_checkpoints" not in path.parts
-        and not path.is_relative_to(package_copy / "lite" / "site")
+        and not path.is_relative_to(package_copy / "lite" / "site-src")
     }
     assert {name for name in names if not name.startswith(DIST_INFO)} == expected
 
@@ -160,7 +162,7 @@ def test_inputs_digest_covers_site_sources(
 ) -> None:
     use_package(monkeypatch, package_copy)
     before = build_lite.inputs_digest()
-    notebook = package_copy / "lite" / "site" / "files" / "bar.ipynb"
+    notebook = package_copy / "lite" / "site-src" / "files" / "bar.ipynb"
     notebook.write_text(notebook.read_text().replace("browser-bar", "browser-baz"))
 
     assert build_lite.inputs_digest() != before

@@ -4,7 +4,7 @@ The site runs with no internet. It ships its own copy of Pyodide, the wheels
 that its kernel loads at start, and these wheels as Pyodide packages, so that a
 plain ``import NAME`` in a cell loads them:
 
-- asyncmachine, written from the imported package without ``lite/site``
+- asyncmachine, written from the imported package without ``lite/site-src``
   (and without amrepl, which the browser does not use);
 - rpyc, graphviz (the Python package, which builds DOT), ipywidgets and comm;
 - lite_graphviz, which renders DOT to SVG with Graphviz compiled to

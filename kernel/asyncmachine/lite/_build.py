@@ -1,7 +1,7 @@
 """Build the offline JupyterLite site, which :mod:`asyncmachine.lite` describes.
 
 It reads only the imported asyncmachine package: the site's sources in
-``asyncmachine/lite/site`` and the package's own files, which go into the
+``asyncmachine/lite/site-src`` and the package's own files, which go into the
 asyncmachine wheel that the site ships. So an installed copy of asyncmachine
 builds the same site as a source checkout.
 """
@@ -33,7 +33,7 @@ import asyncmachine
 # installed in site-packages.
 PACKAGE_DIR = Path(asyncmachine.__file__).resolve().parent
 # The site's sources: its JupyterLite config, files/ and the lite_graphviz project.
-LITE_DIR = PACKAGE_DIR / "lite" / "site"
+LITE_DIR = PACKAGE_DIR / "lite" / "site-src"
 HELPER_DIR = LITE_DIR / "lite_graphviz"
 
 # Versions that fit together: jupyterlite-pyodide-kernel 0.8.6 expects Pyodide

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,6 +129,55 @@ def test_port_in_use_reported(repo_root, tmp_path, site):
     assert f"cannot listen on 127.0.0.1:{port}" in stderr
     assert "already in use" in stderr
     assert "--listen" in stderr
+
+
+def privileged_port_denied() -> list[str]:
+    """Return a command prefix under which binding port 1 fails, or skip."""
+    try:
+        first_free = int(
+            Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()
+        )
+    except (OSError, ValueError):
+        first_free = 1024
+    if os.geteuid() != 0:
+        if first_free <= 1:
+            pytest.skip("this system lets every user bind port 1")
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv, so port 1 cannot be denied")
+    # Without CAP_NET_BIND_SERVICE in its bounding set, root cannot bind port 1.
+    return [setpriv, "--bounding-set=-net_bind_service"]
+
+
+def test_privileged_port_reported(repo_root, tmp_path, site):
+    command = [
+        *privileged_port_denied(),
+        sys.executable,
+        "-m",
+        "asyncmachine.demo",
+        "--site",
+        str(site),
+        "--listen",
+        "127.0.0.1:1",
+        "--repl-dir",
+        str(tmp_path / "repl"),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=repo_root,
+        env=environment(repo_root, tmp_path / "state"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1:1: permission denied" in result.stderr
+    assert "port of 1024 or above" in result.stderr
+    assert "Errno" not in result.stderr
 
 
 def test_token_kept_between_runs(repo_root, tmp_path, site):
@@ -289,3 +339,15 @@ def test_headless_sigterm_stops_cleanly(repo_root, tmp_path, site):
     assert process.returncode == 128 + signal.SIGTERM, "".join(seen) + stderr
     assert "step 'load the page' failed: stopped by SIGTERM" in stderr
     assert list(repl_dir.iterdir()) == []
+
+
+def test_banner_am_repl_found_on_path(monkeypatch):
+    from asyncmachine.demo.cli import _am_repl_command
+
+    script = Path(sys.executable).parent / "am-repl"
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert _am_repl_command() == "am-repl"
+
+    # An environment that is not activated: the banner names the script itself.
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert _am_repl_command() == str(script)

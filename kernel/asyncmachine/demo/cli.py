@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -348,8 +349,15 @@ async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
                 "picks a free one)",
                 file=sys.stderr,
             )
+        elif err.errno == errno.EACCES:
+            print(
+                f"am-demo: cannot listen on {address}: permission denied; ports "
+                "below 1024 usually need root, so pass --listen HOST:PORT with a "
+                "port of 1024 or above (port 0 picks a free one)",
+                file=sys.stderr,
+            )
         else:
-            print(f"am-demo: cannot start: {err}", file=sys.stderr)
+            print(f"am-demo: cannot start: {err.strerror or err}", file=sys.stderr)
         return 1
 
     stop = asyncio.Event()
@@ -364,7 +372,7 @@ async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal_number, request_stop, signal_number)
 
-    _print_banner(server, config.repl_dir)
+    _print_banner(server, config.repl_dir, args.dump)
     status = 0
     try:
         await stop.wait()
@@ -382,13 +390,34 @@ async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
     return status
 
 
-def _print_banner(server: DemoServer, repl_dir: Path) -> None:
-    collector = server.collector.address if server.collector else "none"
+def _am_repl_command() -> str:
+    """Return how to run am-repl: its name when PATH finds this installation's."""
+    script = Path(sys.executable).parent / "am-repl"
+    found = shutil.which("am-repl")
+    if not script.is_file() or (
+        found is not None and Path(found).resolve() == script.resolve()
+    ):
+        return "am-repl"
+    # A virtual environment that is not activated: PATH has no am-repl, or
+    # another installation's.
+    return str(script)
+
+
+def _print_banner(server: DemoServer, repl_dir: Path, dump: Path | None) -> None:
+    if server.collector is None:
+        collector = "none"
+    elif dump is None:
+        collector = f"{server.collector.address} (keep its history with --dump FILE)"
+    else:
+        collector = (
+            f"{server.collector.address}, written to {dump} at exit "
+            f"(then: am-dbg --import {dump})"
+        )
     # The URL contains the token, so it is printed for the user and never logged.
     print(
         f"am-demo {_version()}: server-foo is running\n"
         f"  open the bar notebook:  {server.page_url}\n"
-        f"  REPL of every machine:  am-repl -d {repl_dir}\n"
+        f"  REPL of every machine:  {_am_repl_command()} -d {repl_dir}\n"
         f"  debugger collector:     {collector}\n"
         "Messages from the pages appear below. Stop with Ctrl-C.",
         flush=True,

@@ -166,7 +166,7 @@ async def run(args: argparse.Namespace, relay: Relay) -> int:
         await relay.start()
     except OSError as exc:
         print(f"am-relay: {exc.strerror or exc}", file=sys.stderr)
-        if exc.errno == errno.EADDRINUSE:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
             print(
                 "am-relay: pass --listen HOST:PORT with a free port, or port 0 "
                 "for any free port",

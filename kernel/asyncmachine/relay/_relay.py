@@ -287,6 +287,13 @@ class Relay:
                     f"cannot listen on {address}: the address is already in use; "
                     "stop the other server or choose another port",
                 ) from exc
+            if exc.errno == errno.EACCES:
+                raise OSError(
+                    errno.EACCES,
+                    f"cannot listen on {address}: permission denied; ports below "
+                    "1024 usually need root, so choose a port of 1024 or above, "
+                    "or 0 for any free port",
+                ) from exc
             raise OSError(
                 exc.errno, f"cannot listen on {address}: {exc.strerror or exc}"
             ) from exc

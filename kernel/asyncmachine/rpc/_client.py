@@ -226,7 +226,9 @@ class MirrorClient:
         self.machine.remove(ClientStates.RetryingConn)
         self.machine.add(ClientStates.Connected)
 
-    def _connection_lost(self, reason: str, *, final: bool) -> None:
+    def _connection_lost(
+        self, reason: str, *, final: bool, expected: bool = False
+    ) -> None:
         if self.closed:
             return
         self._ready = False
@@ -234,7 +236,12 @@ class MirrorClient:
         if self._hub is not None:
             self._hub.forget_mirror(self.key, self)
         err = ConnectionClosedError(reason)
-        logger.warning("%s: disconnected: %s", self.describe(), reason)
+        logger.log(
+            logging.INFO if expected else logging.WARNING,
+            "%s: disconnected: %s",
+            self.describe(),
+            reason,
+        )
         self.machine.add_err_state(ClientStates.ErrNetwork, err)
         self.machine.remove(ClientStates.Connected)
         if final:

@@ -172,7 +172,13 @@ class Peer:
         self._connected.clear()
         reason = getattr(hub.conn, "close_reason", None) or "closed"
         for client in list(self._clients):
-            client._connection_lost(reason, final=self._dial is None or self._closed)
+            client._connection_lost(
+                reason,
+                final=self._dial is None or self._closed,
+                # The other end opened this connection, so its leaving is a
+                # normal end of the mirror, as for a session on a source.
+                expected=self._dial is None,
+            )
         if self._on_disconnect is not None:
             try:
                 self._on_disconnect(self)

@@ -351,3 +351,12 @@ def test_banner_am_repl_found_on_path(monkeypatch):
     # An environment that is not activated: the banner names the script itself.
     monkeypatch.setenv("PATH", "/nonexistent")
     assert _am_repl_command() == str(script)
+
+
+def test_listen_port_out_of_range(repo_root, tmp_path):
+    process = start_demo(repo_root, tmp_path, "--listen", "127.0.0.1:99999")
+    _stdout, stderr = process.communicate(timeout=STARTUP_TIMEOUT_SECONDS)
+
+    assert process.returncode == 2
+    assert "port 99999 in '127.0.0.1:99999' is out of range" in stderr
+    assert "0 for any free port" in stderr

@@ -77,9 +77,14 @@ def _not_negative_int(text: str) -> int:
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT such as 127.0.0.1:12733, got {text!r}"
+        )
+    if int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"port {port} in {text!r} is out of range: use 1 to 65535, or 0 for "
+            "any free port"
         )
     return host.strip("[]"), int(port)
 

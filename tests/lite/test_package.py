@@ -231,3 +231,21 @@ def test_demo_site_dir_used_as_is(tmp_path: Path) -> None:
 
     (tmp_path / "index.html").write_text("<html></html>")
     assert _site.ensure_site(tmp_path) == tmp_path
+
+
+def test_missing_node_fails_before_venv(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    cache = tmp_path / "cache"
+
+    with pytest.raises(build_lite.BuildError) as caught:
+        build_lite.build_site(tmp_path / "out", cache, "digest")
+    assert "node and npm not found on PATH" in str(caught.value)
+    assert not (cache / "venv").exists()
+
+    # With the npm packages cached, only node is missing.
+    for name, version in (build_lite.PYODIDE_NPM, build_lite.GRAPHVIZ_WASM_NPM):
+        folder = build_lite.npm_package_folder(name, version, cache)
+        folder.mkdir(parents=True)
+        (folder / "package.json").write_text("{}")
+    with pytest.raises(build_lite.BuildError, match="^node not found on PATH"):
+        build_lite.build_site(tmp_path / "out", cache, "digest")

@@ -293,7 +293,7 @@ def ensure_build_venv(cache_dir: Path) -> Path:
 
 def npm_package(name: str, version: str, cache_dir: Path) -> Path:
     """Download and unpack an npm package once (`npm pack`) and return its folder."""
-    folder = cache_dir / "npm" / f"{canonical_name(name).lstrip('@')}-{version}"
+    folder = npm_package_folder(name, version, cache_dir)
     if (folder / "package.json").exists():
         log(f"npm package {name}@{version} already downloaded")
         return folder
@@ -321,6 +321,33 @@ def npm_package(name: str, version: str, cache_dir: Path) -> Path:
         # npm tarballs keep their files under package/.
         (unpacked / "package").rename(folder)
     return folder
+
+
+def npm_package_folder(name: str, version: str, cache_dir: Path) -> Path:
+    return cache_dir / "npm" / f"{canonical_name(name).lstrip('@')}-{version}"
+
+
+def check_node_tools(cache_dir: Path) -> None:
+    """Fail before the slow steps when node, or npm for a download, is missing.
+
+    The bytecode step runs Pyodide under node, and npm downloads the npm
+    packages that the cache does not contain yet.
+    """
+    missing = []
+    if shutil.which("node") is None:
+        missing.append("node")
+    downloads = [
+        npm_package_folder(name, version, cache_dir) / "package.json"
+        for name, version in (PYODIDE_NPM, GRAPHVIZ_WASM_NPM)
+    ]
+    if shutil.which("npm") is None and not all(path.exists() for path in downloads):
+        missing.append("npm")
+    if missing:
+        raise BuildError(
+            f"{' and '.join(missing)} not found on PATH: install Node.js 18 or "
+            "newer with npm (Debian: apt-get install -y nodejs npm), then run "
+            "the build again"
+        )
 
 
 def find_wheel(folder: Path, name: str, version: str) -> Path | None:
@@ -792,6 +819,7 @@ def build_site(out_dir: Path, cache_dir: Path, digest: str) -> None:
     steps = 7
     started = time.monotonic()
 
+    check_node_tools(cache_dir)
     log(f"[1/{steps}] build tools")
     python = ensure_build_venv(cache_dir)
 

@@ -475,7 +475,10 @@ def _main_local(args: argparse.Namespace) -> int:
         return 143
 
     lines = list(result.transcript)
+    # The last transcript lines are the disposal of both machines, which
+    # removes their states, so say when the states below were read.
     lines.append("")
+    lines.append("states when the run ended, before disposal:")
     lines.extend(
         f"{mach_id}: {states}" for mach_id, states in result.final_states.items()
     )

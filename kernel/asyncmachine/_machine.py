@@ -90,6 +90,14 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def _overrides(tracer: Tracer, hook: str) -> bool:
+    """Tell whether `tracer` has its own `hook` method, not the no-op of Tracer."""
+    method = getattr(tracer, hook, None)
+    if method is None:
+        return False
+    return getattr(method, "__func__", method) is not getattr(Tracer, hook)
+
+
 class Machine:
     """A state machine where many states can be active at once.
 
@@ -149,6 +157,8 @@ class Machine:
         "_queue_limit",
         "_catch_panics",
         "_tracers",
+        "_start_tracers",
+        "_queue_end_tracers",
         "_err",
         "_waiters",
         "_waiter_keys",
@@ -223,6 +233,10 @@ class Machine:
         self._queue_limit = queue_limit
         self._catch_panics = catch_panics
         self._tracers: list[Tracer] = []
+        # The tracers that override the hooks called for every transition or
+        # queue, so that the default no-op methods cost no call.
+        self._start_tracers: list[Tracer] = []
+        self._queue_end_tracers: list[Tracer] = []
         self._err: BaseException | None = None
         self._waiters: list[Waiter] = []
         self._waiter_keys: dict[Any, Waiter] = {}
@@ -706,8 +720,8 @@ class Machine:
             self._queue_end_waiters = []
             for waiter in waiters:
                 waiter._resolve()
-        if self._tracers:
-            for tracer in self._tracers:
+        if self._queue_end_tracers:
+            for tracer in self._queue_end_tracers:
                 tracer.queue_end(self)
         if self._disposing and not self._disposed:
             self._finish_dispose()
@@ -1481,11 +1495,22 @@ class Machine:
     def add_tracer(self, tracer: Tracer) -> None:
         """Attach a tracer."""
         self._tracers.append(tracer)
+        self._sort_tracers()
         tracer.machine_init(self)
 
     def remove_tracer(self, tracer: Tracer) -> None:
         """Detach a tracer."""
         self._tracers.remove(tracer)
+        self._sort_tracers()
+
+    def _sort_tracers(self) -> None:
+        """List the tracers whose transition_start or queue_end is not the no-op."""
+        self._start_tracers = [
+            t for t in self._tracers if _overrides(t, "transition_start")
+        ]
+        self._queue_end_tracers = [
+            t for t in self._tracers if _overrides(t, "queue_end")
+        ]
 
     def tracers(self) -> list[Tracer]:
         """Return the attached tracers."""
@@ -1507,8 +1532,13 @@ class Machine:
 
     def _emit(self, level: int, message: str, args: tuple[Any, ...]) -> None:
         tx = self._transition
-        if tx is not None and tx.log_lines is not None:
-            tx.log_lines.append(message % args if args else message)
+        if tx is not None and self._tracers:
+            # Tracers read a transition's log lines, so they are kept only then.
+            line = message % args if args else message
+            if tx.log_lines is None:
+                tx.log_lines = [line]
+            else:
+                tx.log_lines.append(line)
         std_level = _STD_LEVELS.get(LogLevel(level), logging.DEBUG)
         if logger.isEnabledFor(std_level):
             logger.log(

@@ -365,7 +365,6 @@ class Transition:
         mtype = mutation.type
         called = self.called
         log_level = mach._log_level
-        self.log_lines = [] if mach._tracers else None
         if mutation.clock is not None:
             return self._run_sync()
 
@@ -410,7 +409,7 @@ class Transition:
 
         if not accepted:
             self._log(LogLevel.OPS, "[cancel:reject] %s", " ".join(not_accepted))
-        tracers = mach._tracers
+        tracers = mach._start_tracers
         if tracers:
             for tracer in tracers:
                 tracer.transition_start(self)
@@ -715,8 +714,8 @@ class Transition:
         self.tick_changed = bool(activated or deactivated)
         self.applied = True
         self.accepted = True
-        if mach._tracers:
-            for tracer in mach._tracers:
+        if mach._start_tracers:
+            for tracer in mach._start_tracers:
                 tracer.transition_start(self)
         if mach._log_level >= _CHANGES and self.tick_changed:
             parts = [f"+{s}" for s in activated] + [f"-{s}" for s in deactivated]
@@ -763,7 +762,9 @@ class Transition:
     def _trace_end(self, result: Any) -> None:
         mach = self.machine
         if mach._tracers:
-            self._ticks_after = mach._ticks.copy()
+            # Every change of the ticks makes a new dict (copy on write), so
+            # this one stays as it is when later transitions run.
+            self._ticks_after = mach._ticks
             for tracer in mach._tracers:
                 tracer.transition_end(self, result)
 

@@ -528,6 +528,67 @@ def test_tracer_sees_transition() -> None:
     assert queue_end == ("queue_end", "traced")
 
 
+def test_kept_transitions_keep_their_clocks() -> None:
+    class KeepingTracer(am.Tracer):
+        def __init__(self) -> None:
+            self.transitions: list[am.Transition] = []
+
+        def transition_end(self, tx: am.Transition, result: Any) -> None:
+            self.transitions.append(tx)
+
+    tracer = KeepingTracer()
+    mach = am.Machine(SCHEMA, tracers=[tracer])
+    mach.add("A")
+    mach.add("M")
+    mach.add("M")
+    mach.sync_clock(dict(mach.clock(), B=3))
+
+    times = [tx.time_after for tx in tracer.transitions]
+    assert [tx.clock_after["M"] for tx in tracer.transitions] == [0, 1, 3, 3]
+    assert [tx.clock_after["B"] for tx in tracer.transitions] == [0, 0, 0, 3]
+    assert times[0] != times[1]
+    assert tracer.transitions[0].clock_after["A"] == 1
+
+
+def test_tracer_hooks_found_every_way() -> None:
+    calls: list[str] = []
+
+    class Subclass(am.Tracer):
+        def transition_start(self, tx: am.Transition) -> None:
+            calls.append("subclass start")
+
+    class DuckTyped:
+        def machine_init(self, mach: am.Machine) -> None:
+            pass
+
+        def transition_start(self, tx: am.Transition) -> None:
+            calls.append("duck start")
+
+        def transition_end(self, tx: am.Transition, result: Any) -> None:
+            pass
+
+        def queue_end(self, mach: am.Machine) -> None:
+            calls.append("duck queue_end")
+
+    on_instance = am.Tracer()
+    on_instance.queue_end = lambda mach: calls.append("instance queue_end")  # type: ignore[method-assign]
+    duck = DuckTyped()
+    mach = am.Machine(SCHEMA, tracers=[Subclass(), duck, on_instance])
+
+    mach.add("A")
+    assert sorted(calls) == [
+        "duck queue_end",
+        "duck start",
+        "instance queue_end",
+        "subclass start",
+    ]
+
+    calls.clear()
+    mach.remove_tracer(duck)  # type: ignore[arg-type]
+    mach.add("B")
+    assert sorted(calls) == ["instance queue_end", "subclass start"]
+
+
 def test_tracer_sees_canceled() -> None:
     class Handlers:
         def AEnter(self, e: am.Event) -> bool:

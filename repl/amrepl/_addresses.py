@@ -19,6 +19,7 @@ __all__ = [
     "parse_address",
     "read_directory",
     "read_file",
+    "require_directory",
 ]
 
 logger = logging.getLogger("asyncmachine.repl")
@@ -136,6 +137,28 @@ def read_file(path: str | os.PathLike[str]) -> list[AddressEntry]:
     return entries
 
 
+def require_directory(path: str | os.PathLike[str]) -> Path:
+    """Return `path` as a Path when it is a directory.
+
+    Raises:
+        AddressError: It does not exist or is not a directory. The message
+            includes the next step.
+    """
+    directory = Path(path)
+    if directory.is_dir():
+        return directory
+    if directory.exists():
+        raise AddressError(
+            f"address directory {directory} is not a directory "
+            "(use -f FILE for a file of addresses)"
+        )
+    raise AddressError(
+        f"address directory {directory} does not exist. Servers create it when "
+        "they write their address files (*.addr), so start the server first or "
+        "check the path (am-demo prints its directory at start)."
+    )
+
+
 def read_directory(
     path: str | os.PathLike[str],
 ) -> tuple[list[AddressEntry], list[str]]:
@@ -148,11 +171,10 @@ def read_directory(
         The entries, sorted by file path, and one message per skipped file.
 
     Raises:
-        AddressError: The directory does not exist or cannot be listed.
+        AddressError: The directory is missing, is not a directory, or cannot
+            be listed.
     """
-    directory = Path(path)
-    if not directory.is_dir():
-        raise AddressError(f"address directory {directory} does not exist")
+    directory = require_directory(path)
     entries: list[AddressEntry] = []
     problems: list[str] = []
     try:

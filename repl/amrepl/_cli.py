@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,8 +23,9 @@ from ._addresses import (
     command_line_entries,
     read_directory,
     read_file,
+    require_directory,
 )
-from ._commands import EXIT_ERROR, Runner
+from ._commands import COMMANDS, EXIT_ERROR, LIST_FLAGS_LEGEND, Runner
 from ._output import Output, use_color
 from ._pool import Pool
 
@@ -40,7 +42,7 @@ Shell over the REPL endpoints of asyncmachine machines. Without a command, opens
 an interactive shell; with '-- COMMAND ARGS...', runs that one command and exits
 with 0 (executed or queued), 1 (canceled) or 2 (error)."""
 
-_EPILOG = """\
+_EPILOG = f"""\
 examples:
   am-repl 127.0.0.1:7001
   am-repl -d /tmp/am-repl
@@ -48,7 +50,9 @@ examples:
   am-repl -d /tmp/am-repl -- list -a Ready
 
 The token for endpoints that require one is read from $AM_REPL_TOKEN or
---token-file."""
+--token-file.
+
+{LIST_FLAGS_LEGEND}"""
 
 
 def _version() -> str:
@@ -177,6 +181,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str] | Non
         cut = words.index("--")
         words, command = words[:cut], words[cut + 1 :]
     parser = _build_parser()
+    _check_command_before_separator(parser, words, command)
     args = parser.parse_args(words)
     sources = sum(1 for given in (args.addresses, args.file, args.dir) if given)
     if sources == 0:
@@ -186,6 +191,101 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str] | Non
     if command is not None and not command:
         parser.error("no command after '--'; e.g. '-- list'")
     return args, command
+
+
+def _split_units(
+    parser: argparse.ArgumentParser, words: Sequence[str]
+) -> list[tuple[int, int, frozenset[str] | None]]:
+    """Split `words` into the units that `parser` reads, as argparse does.
+
+    Returns:
+        ``(start, end, dests)`` per unit, covering ``words[start:end]``: an
+        option with its value, where `dests` names the options (several for a
+        cluster such as ``-ad DIR``, none for an unknown option), or one
+        positional word, where `dests` is None. Unlike argparse, this reads a
+        negative number such as ``-1`` as an unknown option.
+    """
+    actions = parser._option_string_actions
+    long_names = [name for name in actions if name.startswith("--")]
+    units: list[tuple[int, int, frozenset[str] | None]] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        start = index
+        index += 1
+        if not word.startswith("-") or word == "-":
+            units.append((start, index, None))
+            continue
+        dests: set[str] = set()
+        if word.startswith("--"):
+            name, equals, _ = word.partition("=")
+            # argparse accepts unique prefixes of long options, e.g. --di.
+            prefixed = [option for option in long_names if option.startswith(name)]
+            action = actions.get(name)
+            if action is None and len(prefixed) == 1:
+                action = actions[prefixed[0]]
+            if action is not None:
+                dests.add(action.dest)
+                if action.nargs != 0 and not equals:
+                    index += 1
+        else:
+            for offset in range(1, len(word)):
+                action = actions.get("-" + word[offset])
+                if action is None:
+                    break
+                dests.add(action.dest)
+                if action.nargs != 0:
+                    # The value is the rest of this word, else the next word.
+                    if offset == len(word) - 1:
+                        index += 1
+                    break
+        units.append((start, min(index, len(words)), frozenset(dests)))
+    return units
+
+
+def _check_command_before_separator(
+    parser: argparse.ArgumentParser, words: list[str], command: list[str] | None
+) -> None:
+    """Fail with a corrected command line when a command name comes before ``--``.
+
+    Without the ``--``, ``am-repl -d DIR list`` reads ``list`` as an endpoint
+    address next to -d. This check fails only when the first positional word is
+    a command name and -d or -f is given. A valid address contains a colon, and
+    no command name does.
+    """
+    units = _split_units(parser, words)
+    positional_starts = [start for start, _, dests in units if dests is None]
+    if not positional_starts or words[positional_starts[0]] not in COMMANDS:
+        return
+    first = positional_starts[0]
+    sources = [
+        (start, end)
+        for start, end, dests in units
+        if dests is not None and dests & {"dir", "file"}
+    ]
+    if not sources:
+        return
+    # A -d or -f only after the command word moves before the "--". When one
+    # comes before it, every word from the command word on is the command's.
+    moved: set[int] = set()
+    if all(start > first for start, _ in sources):
+        moved = {index for start, end in sources for index in range(start, end)}
+    options = [word for i, word in enumerate(words) if i < first or i in moved]
+    stray = [word for i, word in enumerate(words) if i >= first and i not in moved]
+    # Invalid options are reported first, so that the corrected line works.
+    parser.parse_args(options)
+    name = words[first]
+    if command is None:
+        fixed = shlex.join(["am-repl", *options, "--", *stray])
+        parser.error(
+            f"{name!r} is a command, not an address, so put it after '--', "
+            f"as in: {fixed}"
+        )
+    fixed = shlex.join(["am-repl", *options, "--", *command])
+    parser.error(
+        f"{name!r} is a command, not an address, and am-repl runs only the "
+        f"command after '--', as in: {fixed}"
+    )
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
@@ -389,8 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is None:
             # Check the source once before the shell starts, for a clear error.
             _reader(args)
-            if args.dir and not Path(args.dir).is_dir():
-                raise AddressError(f"address directory {args.dir} does not exist")
+            if args.dir:
+                require_directory(args.dir)
             if args.file and not Path(args.file).is_file():
                 raise AddressError(f"address file {args.file} does not exist")
     except AddressError as err:

@@ -24,6 +24,7 @@ from ._pool import MachineLink, NotConnectedError, Pool, WaitTimeoutError
 
 __all__ = [
     "COMMANDS",
+    "LIST_FLAGS_LEGEND",
     "CommandError",
     "CommandSpec",
     "Runner",
@@ -58,8 +59,10 @@ class _HelpShown(Exception):
 class _Parser(argparse.ArgumentParser):
     """An argument parser that raises instead of printing and exiting."""
 
-    def __init__(self, prog: str, description: str) -> None:
-        super().__init__(prog=prog, description=description, allow_abbrev=False)
+    def __init__(self, prog: str, description: str, epilog: str | None = None) -> None:
+        super().__init__(
+            prog=prog, description=description, epilog=epilog, allow_abbrev=False
+        )
         self._captured: list[str] = []
 
     def _print_message(self, message: str, file: Any = None) -> None:
@@ -227,6 +230,7 @@ class CommandSpec:
             (a machine id, then its states), ``mach``, ``states`` (states of every
             machine), ``file``, ``command`` or ``none``.
         build: Adds the command's arguments to its parser.
+        epilog: Text shown after the options in ``help COMMAND``, or None.
     """
 
     name: str
@@ -234,6 +238,7 @@ class CommandSpec:
     handler: str
     positionals: str
     build: Callable[[argparse.ArgumentParser], None]
+    epilog: str | None = None
 
 
 def _build_mutation(parser: argparse.ArgumentParser) -> None:
@@ -343,9 +348,20 @@ def _build_nothing(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+LIST_FLAGS_LEGEND = (
+    "list flags: C connected, D not connected, R Ready active, "
+    "S Start active but not Ready"
+)
+"""The meaning of the flags that ``list`` prints before each machine's states."""
+
 _SPECS = (
     CommandSpec(
-        "list", "list machines and their states", "cmd_list", "none", _build_list
+        "list",
+        "list machines and their states",
+        "cmd_list",
+        "none",
+        _build_list,
+        epilog=LIST_FLAGS_LEGEND,
     ),
     CommandSpec(
         "add", "add states to a machine", "cmd_add", "mach-states", _build_mutation
@@ -449,7 +465,7 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def _make_parser(spec: CommandSpec) -> _Parser:
-    parser = _Parser(prog=spec.name, description=spec.summary)
+    parser = _Parser(prog=spec.name, description=spec.summary, epilog=spec.epilog)
     spec.build(parser)
     return parser
 
@@ -829,6 +845,7 @@ class Runner:
             time = link.time or ()
             lines.append(f"{number}. {link.mach_id} t{sum(time)}")
             if args.states or args.states_all:
+                # LIST_FLAGS_LEGEND explains these letters, so update it with them.
                 flags = "C" if link.connected else "D"
                 if _tick_of(link, "Ready") % 2:
                     flags += "R"
@@ -921,6 +938,7 @@ class Runner:
         lines.append("")
         lines.append("'help COMMAND' or 'COMMAND -h' shows its options; MACH may be .")
         lines.append("for the first machine in id order.")
+        lines.append(LIST_FLAGS_LEGEND)
         self.output.block("\n".join(lines))
         return EXIT_OK
 

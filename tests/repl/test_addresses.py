@@ -81,8 +81,23 @@ def test_read_directory_recursive(tmp_path):
 
 
 def test_read_missing_directory(tmp_path):
-    with pytest.raises(AddressError, match="does not exist"):
+    with pytest.raises(AddressError) as raised:
         read_directory(tmp_path / "missing")
+    message = str(raised.value)
+    assert message.startswith(f"address directory {tmp_path / 'missing'} does not")
+    assert "address files (*.addr)" in message
+    assert "start the server first or check the path" in message
+
+
+def test_read_file_as_directory(tmp_path):
+    listing = tmp_path / "addresses.txt"
+    listing.write_text("127.0.0.1:7001\n")
+    with pytest.raises(AddressError) as raised:
+        read_directory(listing)
+    assert str(raised.value) == (
+        f"address directory {listing} is not a directory "
+        "(use -f FILE for a file of addresses)"
+    )
 
 
 def test_watcher_applies_changes_only(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import socket
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from amrepl._commands import LIST_FLAGS_LEGEND
 from tests.repl.helpers import PYTHON, REPO_ROOT, MachineProcess, subprocess_env
 
 
@@ -206,6 +208,7 @@ def test_help_and_version():
     assert completed.returncode == 0
     assert "usage: am-repl" in completed.stdout
     assert "-- COMMAND ARGS" in completed.stdout
+    assert LIST_FLAGS_LEGEND in completed.stdout
     completed = run_repl("--version")
     assert completed.returncode == 0
     assert completed.stdout.startswith("am-repl ")
@@ -215,15 +218,39 @@ def test_missing_source_exits_2(tmp_path):
     completed = run_repl()
     assert completed.returncode == 2
     assert "give endpoint addresses, -f FILE or -d DIR" in completed.stderr
-    completed = run_repl("-d", str(tmp_path / "missing"), "--", "list")
+    missing = tmp_path / "missing"
+    expected = (
+        f"err> address directory {missing} does not exist. Servers create it when "
+        "they write their address files (*.addr), so start the server first or "
+        "check the path (am-demo prints its directory at start).\n"
+    )
+    completed = run_repl("-d", str(missing), "--", "list")
     assert completed.returncode == 2
-    assert "does not exist" in completed.stderr
+    assert completed.stderr == expected
+    # The shell checks the directory before it starts.
+    completed = run_repl("-d", str(missing))
+    assert completed.returncode == 2
+    assert completed.stderr == expected
     completed = run_repl("-d", str(tmp_path), "--", "list")
     assert completed.returncode == 2
     assert "no endpoint addresses found" in completed.stderr
     completed = run_repl("not-an-address", "--", "list")
     assert completed.returncode == 2
     assert "invalid address 'not-an-address'" in completed.stderr
+
+
+def test_command_without_separator_exits_2(machines):
+    directory = str(machines.directory)
+    completed = run_repl("-d", directory, "list")
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.endswith(
+        "am-repl: error: 'list' is a command, not an address, so put it after "
+        f"'--', as in: {shlex.join(['am-repl', '-d', directory, '--', 'list'])}\n"
+    )
+    completed = run_repl("-d", directory, "--", "list", "--no-states")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "1. server-bar t0\n2. server-foo t0\n"
 
 
 def test_no_color_when_not_terminal(machines):

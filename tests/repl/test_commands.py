@@ -8,6 +8,7 @@ import pytest
 
 import asyncmachine as am
 from amrepl import Pool, Runner, UsageError, command_line_entries, parse_arg_value
+from amrepl._commands import LIST_FLAGS_LEGEND
 from amrepl._pool import LinkStatus
 from tests.repl.helpers import exposed, new_machine, shell_runner, sink_output
 
@@ -356,6 +357,26 @@ def test_help_cheatsheet_and_unknown_command():
     assert quote[0] == 2
     assert "invalid command line" in quote[1]
     assert comment == (0, "")
+
+
+def test_list_flags_explained_in_help():
+    # The shared schema adds Ready with Start, so S needs a schema of its own.
+    starting = am.Machine({"Start": am.State(), "Ready": am.State()}, id="m1")
+    starting.add("Start")
+
+    async def steps(runner, sink):
+        return [
+            await output_of(runner, sink, "list"),
+            await output_of(runner, sink, "help"),
+            await output_of(runner, sink, "help list"),
+        ]
+
+    listed, help_all, help_list = run([starting], steps)
+    assert listed == (0, "1. m1 t1\n   CS: (Start:1)\n")
+    assert LIST_FLAGS_LEGEND in help_all[1]
+    assert "S Start active but not Ready" in LIST_FLAGS_LEGEND
+    # argparse wraps the epilog to the terminal width.
+    assert LIST_FLAGS_LEGEND in " ".join(help_list[1].split())
 
 
 def test_disconnected_machine_listed_with_last_states():

@@ -146,6 +146,33 @@ def test_notify_before_root_is_queued():
     asyncio.run(scenario())
 
 
+def test_drain_sends_queued_notifications_before_close():
+    async def scenario():
+        received: list[int] = []
+
+        class Recorder(ClientService):
+            def exposed_record(self, value: int) -> None:
+                received.append(value)
+
+        server = await serve_tcp(Calculator, LOCALHOST, 0)
+        try:
+            client = await connect_tcp(LOCALHOST, server.port, Recorder())
+            (server_conn,) = server.connections
+            # Queued, because the server has not fetched the client's root yet.
+            server_conn.notify("record", 1)
+            server_conn.notify("record", 2)
+            assert await server_conn.drain_notifications(5.0) is True
+            await server_conn.aclose()
+            await wait_until_closed(client)
+            assert received == [1, 2]
+            # Nothing queued: returns at once.
+            assert await server_conn.drain_notifications(5.0) is True
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+
+
 def test_call_timeout_leaves_connection_usable():
     async def scenario():
         server = await serve_tcp(Calculator, LOCALHOST, 0)

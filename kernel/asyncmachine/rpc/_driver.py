@@ -738,6 +738,18 @@ class AsyncConnection(Connection):
             consts.HANDLE_CALLATTR, (self._remote_root, name, args, ()), log_error
         )
 
+    async def drain_notifications(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until queued notifications are sent.
+
+        Notifications made before the peer's root service is known wait in a
+        queue; closing the connection drops them. Returns whether none is left.
+        """
+        task = self._notify_task
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+        return not self._notify_backlog
+
     async def _flush_notifications(self) -> None:
         try:
             await self.get_root(timeout=None)

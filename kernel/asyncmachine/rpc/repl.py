@@ -91,6 +91,8 @@ MAX_WAITS_PER_CONNECTION = 1000
 """
 
 _DEFAULT_ADDR = "127.0.0.1:0"
+# Bounds how long closing an endpoint waits to send the last wait results.
+_DRAIN_SECONDS = 2.0
 # Characters kept as they are in address file names. Others are %-encoded, so
 # that a machine id such as "a/b" cannot name a file outside the directory.
 _SAFE_NAME_CHARS = "-_.,+=@~"
@@ -339,6 +341,12 @@ class ReplService(rpyc.Service):
             pending,
             extra={"mach_id": self._mach.id, "conn_id": self._conn_id},
         )
+
+    async def drain_notifications(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for this connection's queued notifications."""
+        conn = self._conn
+        if isinstance(conn, AsyncConnection) and not conn.closed:
+            await conn.drain_notifications(timeout)
 
     def cancel_waits(self) -> int:
         """Cancel every pending wait of this connection; return how many."""
@@ -822,9 +830,15 @@ class ReplEndpoint:
         if server is None:
             return
         self._remove_address_file()
-        for service in list(self._services):
+        services = list(self._services)
+        for service in services:
             service.cancel_waits()
         self._server = None
+        # Waits that the machine's disposal resolved are reported in
+        # notifications, which may still wait for a client's root service.
+        await asyncio.gather(
+            *(service.drain_notifications(_DRAIN_SECONDS) for service in services)
+        )
         try:
             await server.close()
         finally:

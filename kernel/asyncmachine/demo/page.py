@@ -179,6 +179,7 @@ class BarPage:
         self.foo: Any = None
         self.peer: Any = None
         self.tunnel: Any = None
+        self._tunnel_task: asyncio.Task[None] | None = None
         self.connections = 0
         self._source: Any = None
         self._connected = asyncio.Event()
@@ -260,6 +261,10 @@ class BarPage:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._close_connection("page closed")
+        if self._tunnel_task is not None:
+            self._tunnel_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tunnel_task
         if self.tunnel is not None:
             await self.tunnel.close()
         if self._source is not None:
@@ -299,7 +304,11 @@ class BarPage:
 
         self._source = rpc.StateSource(self.bar, push_interval=0.01)
         if self.repl:
-            await self._start_tunnel()
+            # The tunnel needs its own WebSocket, so it opens while the page
+            # connects to server-foo instead of before.
+            self._tunnel_task = asyncio.get_running_loop().create_task(
+                self._start_tunnel(), name=f"page-tunnel-{self.bar.id}"
+            )
         if self.telemetry:
             self._attach_telemetry()
         while not self._closed:
@@ -388,13 +397,22 @@ class BarPage:
         from asyncmachine.rpc.repl import ReplEndpoint, ReplService
 
         endpoint = ReplEndpoint(self.bar, None)
-        self.tunnel = await serve_tunnel(
-            self.relay_url,
-            None if in_pyodide() else self.token,
-            self.bar.id,
-            lambda: ReplService(endpoint),
-            connect_timeout=self.connect_timeout,
-        )
+        try:
+            self.tunnel = await serve_tunnel(
+                self.relay_url,
+                None if in_pyodide() else self.token,
+                self.bar.id,
+                lambda: ReplService(endpoint),
+                connect_timeout=self.connect_timeout,
+            )
+        except Exception as err:
+            # The page works without it; only am-repl cannot reach this machine.
+            log.warning(
+                "%s: REPL tunnel through %s not opened: %r",
+                self.bar.id,
+                self.relay_url,
+                err,
+            )
 
 
 def _origin(relay_url: str) -> str:

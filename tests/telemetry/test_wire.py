@@ -90,6 +90,32 @@ def test_block_round_trip_chains_clocks() -> None:
     assert clock_bytes == 8 * 5 * _wire._WIDTH_BYTES[widths[-1]]
 
 
+def test_block_never_chains_across_machines() -> None:
+    exporter = _Outbox()
+    first = am.Machine(SCHEMA, id="first")
+    second = am.Machine(SCHEMA, id="second")
+    tracked = {m.id: history.track(m, max_records=None) for m in (first, second)}
+    for mach in (first, second):
+        mach.add_tracer(TelemetryTracer(exporter))  # type: ignore[arg-type]
+    first.add("M")
+    second.add("M")
+    first.add("M")
+    # Two machines never share a tick dict today; this one does, so that
+    # identity alone would chain second's record to first's.
+    second._ticks = first._ticks
+    second.add("C")
+
+    payload, data, transitions = _wire.encode_batch(list(exporter.outbox))
+    records = _wire.WireDecoder().decode(payload, data)[2:]
+
+    assert transitions == 4
+    assert [r.mach for r in records] == ["first", "second", "first", "second"]
+    for mach_id, local in tracked.items():
+        got = [r for r in records if r.mach == mach_id]
+        for record, want in zip(got, local.records(), strict=True):
+            assert _differing_fields(record, want) == []
+
+
 def test_wide_ticks_fall_back_to_8_bytes() -> None:
     mach = am.Machine(SCHEMA, id="wide")
     local = history.track(mach, max_records=None)

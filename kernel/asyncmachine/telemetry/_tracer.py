@@ -55,10 +55,6 @@ class TelemetryTracer(Tracer):
         # The state order of the last schema message; the tick dicts of a
         # transition follow the machine's current order.
         self._names: tuple[str, ...] = ()
-        # The machine's tick dict at the last capture, None after a drop, and
-        # the last captured clock_after.
-        self._chain_ticks: dict[str, int] | None = None
-        self._last_after: dict[str, int] = {}
 
     @property
     def address(self) -> Address:
@@ -92,21 +88,11 @@ class TelemetryTracer(Tracer):
         if mach._compiled.names is not self._names:
             self._order_changed(mach)
 
-        # The core replaces the machine's tick dict instead of changing it
-        # once a transition saw it (copy on write), so a clock_before that is
-        # the dict seen at the previous capture equals the previous clock_after.
-        # An identity check is much cheaper than comparing the dicts; a core
-        # that copies the ticks for each transition only loses the chaining.
-        ticks_before = tx.ticks_before
-        if ticks_before is self._chain_ticks:
-            before = self._last_after
-        else:
-            before = ticks_before
-        self._chain_ticks = mach._ticks
-        # The core copies the ticks after the transition for tracers
-        # (Transition._ticks_after); clock_after would copy them again.
+        # The core never changes a tick dict in place (copy on write), so the
+        # packer can tell by identity that a clock_before equals the previous
+        # record's clock_after, and both dicts can be kept as they are.
+        before = tx.ticks_before
         after = tx._ticks_after or tx.clock_after
-        self._last_after = after
 
         mtype = mutation.type
         if mtype is _ADD:
@@ -142,7 +128,6 @@ class TelemetryTracer(Tracer):
             exporter.wake()
 
     def _drop(self) -> None:
-        self._chain_ticks = None
         self.dropped += 1
         self._unreported += 1
         self.exporter.note_drop(self.mach_id)
@@ -159,8 +144,6 @@ class TelemetryTracer(Tracer):
         if names != self._names:
             self.schema_message = schema_from_machine(mach).to_json()
             self.exporter.outbox.append(self.schema_message)
-            # The last clock_after lists the ticks in the old order.
-            self._chain_ticks = None
         self._names = names
 
     def count_lost(self, count: int = 1) -> None:
@@ -171,7 +154,6 @@ class TelemetryTracer(Tracer):
 
     def schema_change(self, mach: Machine, old_schema: dict[str, Any]) -> None:
         self._names = mach.state_names()
-        self._chain_ticks = None
         self.schema_message = schema_from_machine(mach).to_json()
         self.exporter.outbox.append(self.schema_message)
         self.exporter.signal()

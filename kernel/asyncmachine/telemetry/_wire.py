@@ -234,15 +234,19 @@ def _pack_block(block: list[tuple[Any, ...]]) -> Block:
         args,
     ) = zip(*block, strict=True)
     count = len(block)
+    # The core never changes a tick dict in place, so a clock_before that is
+    # the previous record's clock_after dict has its values, and identity
+    # decides the chaining. A record chains only to one of its own machine.
+    chained = [False]
+    chained += map(operator.is_, befores[1:], afters)
     if machs.count(machs[0]) == count:
         runs = [[machs[0], len(afters[0]), count]]
     else:
         keys = zip(machs, map(len, afters), strict=True)
         runs = [[mach, size, len(list(run))] for (mach, size), run in groupby(keys)]
-    # The tracer reuses the previous clock_after dict of the same machine as
-    # clock_before when they are equal, so identity decides the chaining.
-    chained = [False]
-    chained += map(operator.is_, befores[1:], afters)
+        same = [False]
+        same += map(operator.eq, machs[1:], machs)
+        chained = list(map(operator.and_, chained, same))
     after_ticks = list(chain.from_iterable(map(dict.values, afters)))
     unchained = compress(befores, map(operator.not_, chained))
     before_ticks = list(chain.from_iterable(map(dict.values, unchained)))

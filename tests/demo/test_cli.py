@@ -54,6 +54,22 @@ def start_demo(repo_root: Path, tmp_path: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def run_python(
+    repo_root: Path, tmp_path: Path, *args: str, prefix: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run this Python with `args` to the end, under an optional command `prefix`."""
+    return subprocess.run(
+        [*(prefix or []), sys.executable, *args],
+        cwd=repo_root,
+        env=environment(repo_root, tmp_path / "state"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
 def read_page_url(process: subprocess.Popen) -> str:
     """Read the banner from stdout and return the page URL it prints."""
     assert process.stdout is not None
@@ -151,9 +167,9 @@ def privileged_port_denied() -> list[str]:
 
 
 def test_privileged_port_reported(repo_root, tmp_path, site):
-    command = [
-        *privileged_port_denied(),
-        sys.executable,
+    result = run_python(
+        repo_root,
+        tmp_path,
         "-m",
         "asyncmachine.demo",
         "--site",
@@ -162,16 +178,7 @@ def test_privileged_port_reported(repo_root, tmp_path, site):
         "127.0.0.1:1",
         "--repl-dir",
         str(tmp_path / "repl"),
-    ]
-    result = subprocess.run(
-        command,
-        cwd=repo_root,
-        env=environment(repo_root, tmp_path / "state"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_TIMEOUT_SECONDS,
-        check=False,
+        prefix=privileged_port_denied(),
     )
 
     assert result.returncode == 1
@@ -223,15 +230,7 @@ def test_missing_dependency_names_extra(repo_root, tmp_path):
         "from asyncmachine.demo.cli import main\n"
         "sys.exit(main(['--site', sys.argv[1]]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        cwd=repo_root,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_TIMEOUT_SECONDS,
-        check=False,
-    )
+    result = run_python(repo_root, tmp_path, "-c", script, str(tmp_path))
 
     assert result.returncode == 1
     assert "package rpyc is missing" in result.stderr

@@ -36,6 +36,27 @@ def test_lock_files_exist_with_hashes(lite_site: Path, lock: dict) -> None:
         assert digest == entry["sha256"], f"{name}: sha256 mismatch"
 
 
+def test_lock_wheels_named_by_content(lite_site: Path, lock: dict) -> None:
+    for name, entry in lock["packages"].items():
+        project, version, tag, *_rest = entry["file_name"].split("-")
+        # The build tag is 0 and the start of the wheel's sha256.
+        assert tag == "0" + entry["sha256"][:12], name
+        assert canonical_name(project) == name
+
+
+def test_hashed_wheel_name_keeps_build_tags(tmp_path: Path) -> None:
+    plain = tmp_path / "demo_pkg-1.0-py3-none-any.whl"
+    plain.write_bytes(b"PK")
+    digest = hashlib.sha256(b"PK").hexdigest()[:12]
+    tagged = tmp_path / "demo_pkg-1.0-1-py3-none-any.whl"
+    tagged.write_bytes(b"PK")
+
+    assert build_lite.hashed_wheel_name(plain) == (
+        f"demo_pkg-1.0-0{digest}-py3-none-any.whl"
+    )
+    assert build_lite.hashed_wheel_name(tagged) == tagged.name
+
+
 def test_lock_dependencies_are_shipped(lock: dict) -> None:
     # Pyodide normalizes names (PEP 503), and its own lock writes some
     # dependencies unnormalized, for example prompt_toolkit.

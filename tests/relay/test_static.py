@@ -22,6 +22,26 @@ SITE_FILES = {
     "static/pyodide/rpyc-6.0.2-py3-none-any.whl": ("PK", "application/zip"),
     "static/pyodide/python_stdlib.zip": ("PK", "application/zip"),
     "files/bar.ipynb": ("{}", "application/x-ipynb+json"),
+    "build/1031.b91a70b.js": ("var y;", "text/javascript"),
+    "build/af6397503fcefbd61397.woff2": ("wOF2", "font/woff2"),
+    "static/pyodide/comm-0.2.3-0a1b2c3d4e5f6-py3-none-any.whl": (
+        "PK",
+        "application/zip",
+    ),
+    "bootstrap.js": ("var z;", "text/javascript"),
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Assets named by a hash of their content are cached for good, files that a new
+# build changes under the same name are revalidated, the rest get no header.
+CACHE_CONTROL = {
+    "build/1031.b91a70b.js": IMMUTABLE,
+    "build/af6397503fcefbd61397.woff2": IMMUTABLE,
+    "static/pyodide/comm-0.2.3-0a1b2c3d4e5f6-py3-none-any.whl": IMMUTABLE,
+    "static/pyodide/pyodide.js": None,
+    "static/pyodide/pyodide.mjs": None,
+    "static/pyodide/pyodide.asm.wasm": None,
+    "static/pyodide/python_stdlib.zip": None,
+    "bootstrap.js": None,
 }
 
 
@@ -69,6 +89,25 @@ def test_static_content_types(site):
         assert status == 200, name
         assert headers["Content-Type"] == content_type, name
         assert body == text, name
+
+
+def test_static_cache_control_by_name(site):
+    async def scenario():
+        async with running_relay(site_dir=site) as relay:
+            first = {name: await fetch(f"{relay.url}/{name}") for name in SITE_FILES}
+            _status, headers, _body = first["static/pyodide/pyodide-lock.json"]
+            again = await fetch(
+                f"{relay.url}/static/pyodide/pyodide-lock.json",
+                headers={"If-None-Match": headers["ETag"]},
+            )
+            return first, again
+
+    first, again = asyncio.run(scenario())
+    for name, (_status, headers, _body) in first.items():
+        expected = CACHE_CONTROL.get(name, "no-cache")
+        assert headers.get("Cache-Control") == expected, name
+    # A revalidated file that did not change costs no body.
+    assert again[0] == 304
 
 
 def test_static_root_serves_index_without_index_url(site):

@@ -695,8 +695,25 @@ def wheel_metadata(wheel: Path) -> tuple[str, str, list[str], list[str]]:
     return fields["Name"][0], fields["Version"][0], requires, sorted(imports)
 
 
-def lock_entry(wheel: Path) -> dict[str, object]:
-    """Make a Pyodide lock entry for a pure-Python wheel."""
+def hashed_wheel_name(wheel: Path) -> str:
+    """Return the wheel's file name with its content hash as the build tag.
+
+    For example asyncmachine-0.1.0-0a1b2c3d4e5f6-py3-none-any.whl: a build tag
+    starts with a digit, hence the 0. A name that changes with the content
+    lets browsers cache each wheel for good (see the relay's Cache-Control), and
+    Pyodide installs the wheel under its project name and version all the same.
+    A wheel that has a build tag already keeps its name.
+    """
+    parts = wheel.name.removesuffix(".whl").split("-")
+    if len(parts) != 5:
+        return wheel.name
+    project, version, python, abi, platform = parts
+    tag = "0" + file_sha256(wheel)[:12]
+    return f"{project}-{version}-{tag}-{python}-{abi}-{platform}.whl"
+
+
+def lock_entry(wheel: Path, file_name: str | None = None) -> dict[str, object]:
+    """Make a Pyodide lock entry for a pure-Python wheel served as `file_name`."""
     name, version, requires, imports = wheel_metadata(wheel)
     key = canonical_name(name)
     depends = set(requires) - DEPENDS_REMOVED.get(key, set())
@@ -704,7 +721,7 @@ def lock_entry(wheel: Path) -> dict[str, object]:
     return {
         "name": key,
         "version": version,
-        "file_name": wheel.name,
+        "file_name": file_name or wheel.name,
         "install_dir": "site",
         "package_type": "package",
         "imports": imports,
@@ -769,18 +786,23 @@ def stage_lite_dir(
     pyodide_dir = stage / "static" / "pyodide"
     pyodide_dir.mkdir(parents=True)
     for name in PYODIDE_CORE_FILES:
-        shutil.copy2(pyodide_npm / name, pyodide_dir / name)
+        # npm dates every file 1985-10-26, and a browser keeps a file without
+        # Cache-Control fresh for a tenth of its age, so the copies get the
+        # build's date, which a new Pyodide version then soon replaces.
+        shutil.copyfile(pyodide_npm / name, pyodide_dir / name)
 
     shipped: dict[str, dict] = {}
     for name, entry in startup.items():
         wheel = startup_wheels[name]
-        shutil.copy2(wheel, pyodide_dir / wheel.name)
+        file_name = hashed_wheel_name(wheel)
+        shutil.copy2(wheel, pyodide_dir / file_name)
         # Pyodide repackages pure-Python wheels, so the PyPI wheel of the same
         # version has another hash, and Pyodide checks it.
-        shipped[name] = {**entry, "file_name": wheel.name, "sha256": file_sha256(wheel)}
+        shipped[name] = {**entry, "file_name": file_name, "sha256": file_sha256(wheel)}
     for name, wheel in added_wheels.items():
-        shutil.copy2(wheel, pyodide_dir / wheel.name)
-        shipped[name] = lock_entry(wheel)
+        file_name = hashed_wheel_name(wheel)
+        shutil.copy2(wheel, pyodide_dir / file_name)
+        shipped[name] = lock_entry(wheel, file_name)
     write_lock(lock, shipped, pyodide_dir / "pyodide-lock.json")
     check_preload(stage / "jupyter-lite.json", shipped)
 

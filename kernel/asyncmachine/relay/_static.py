@@ -9,6 +9,7 @@ served as JavaScript, and ``WebAssembly.instantiateStreaming`` needs
 from __future__ import annotations
 
 import mimetypes
+import re
 from pathlib import Path
 
 from aiohttp import hdrs, web
@@ -16,7 +17,13 @@ from yarl import URL
 
 from ._access import reject
 
-__all__ = ["CONTENT_TYPES", "StaticSite"]
+__all__ = [
+    "CONTENT_TYPES",
+    "IMMUTABLE",
+    "REVALIDATE",
+    "StaticSite",
+    "cache_control_for",
+]
 
 CONTENT_TYPES = {
     ".css": "text/css",
@@ -53,6 +60,24 @@ CONTENT_TYPES = {
 _FALLBACK_CONTENT_TYPE = "application/octet-stream"
 _INDEX_FILE = "index.html"
 
+# Names that change with the content: a built asset with a hash before its
+# suffix ("1031.b91a70b.js", "af6397503fcefbd61397.ttf"), or a wheel whose
+# build tag is a hash, as asyncmachine.lite names the site's wheels.
+_HASHED_NAME = re.compile(
+    r"(?:(?:^|[.-])[0-9a-f]{7,}\.(?:js|mjs|css|map|wasm|svg|ttf|eot|woff2?)"
+    r"|-0[0-9a-f]{12}-[^-]+-[^-]+-[^-]+\.whl)$"
+)
+# Files that a new build can change under the same name: pages, config,
+# notebooks, the Pyodide lock and wheels without a hash. Pyodide's own files
+# change only with its version, and revalidating its 9.6 MB of WebAssembly on
+# every page load measured slower.
+_CHANGING_SUFFIXES = frozenset({".html", ".json", ".ipynb", ".whl"})
+IMMUTABLE = "public, max-age=31536000, immutable"
+"""Cache-Control of files whose names contain a hash of their content."""
+REVALIDATE = "no-cache"
+"""Cache-Control of the files that change between builds under one name, so
+that a browser never mixes a new Pyodide lock with an old wheel."""
+
 
 def content_type_for(path: Path) -> str:
     """Return the Content-Type header value for a file, by its suffix."""
@@ -61,6 +86,15 @@ def content_type_for(path: Path) -> str:
         return content_type
     guessed, _encoding = mimetypes.guess_type(path.name)
     return guessed or _FALLBACK_CONTENT_TYPE
+
+
+def cache_control_for(path: Path) -> str | None:
+    """Return the Cache-Control header value for a file, or None for none."""
+    if _HASHED_NAME.search(path.name):
+        return IMMUTABLE
+    if path.suffix.lower() in _CHANGING_SUFFIXES:
+        return REVALIDATE
+    return None
 
 
 class StaticSite:
@@ -119,6 +153,8 @@ class StaticSite:
                 )
         if not resolved.is_file():
             raise web.HTTPNotFound()
-        return web.FileResponse(
-            resolved, headers={hdrs.CONTENT_TYPE: content_type_for(resolved)}
-        )
+        headers = {hdrs.CONTENT_TYPE: content_type_for(resolved)}
+        cache_control = cache_control_for(resolved)
+        if cache_control is not None:
+            headers[hdrs.CACHE_CONTROL] = cache_control
+        return web.FileResponse(resolved, headers=headers)

@@ -248,23 +248,33 @@ def _check_command_before_separator(
 ) -> None:
     """Fail with a corrected command line when a command name comes before ``--``.
 
-    Without the ``--``, ``am-repl -d DIR list`` reads ``list`` as an endpoint
-    address next to -d. This check fails only when the first positional word is
-    a command name and -d or -f is given. A valid address contains a colon, and
-    no command name does.
+    Without the ``--``, ``am-repl -d DIR list``, ``am-repl HOST:PORT list`` and
+    ``am-repl list`` read ``list`` as an endpoint address. This check fails when
+    a positional word is a command name, unless addresses come with -d or -f,
+    which the caller reports. A valid address contains a colon, and no command
+    name does.
     """
     units = _split_units(parser, words)
     positional_starts = [start for start, _, dests in units if dests is None]
-    if not positional_starts or words[positional_starts[0]] not in COMMANDS:
+    commands = [start for start in positional_starts if words[start] in COMMANDS]
+    if not commands:
         return
-    first = positional_starts[0]
     sources = [
         (start, end)
         for start, end, dests in units
         if dests is not None and dests & {"dir", "file"}
     ]
-    if not sources:
+    if sources and commands[0] != positional_starts[0]:
+        # Addresses next to -d or -f: "give only one of" says what is wrong.
         return
+    first = commands[0]
+    if not sources and first == positional_starts[0]:
+        rest = shlex.join(words[first:] if command is None else command)
+        parser.error(
+            f"{words[first]!r} is a command, not an address, so name the "
+            f"endpoints first and put it after '--', as in: "
+            f"am-repl -d DIR -- {rest}"
+        )
     # A -d or -f only after the command word moves before the "--". When one
     # comes before it, every word from the command word on is the command's.
     moved: set[int] = set()

@@ -97,8 +97,17 @@ def test_separator_gives_command():
     assert command == ["list", "-a", "Ready"]
 
 
-def test_command_name_without_source_is_address():
-    # Without -d or -f every word is an address, and "list" fails when read.
-    args, command = parse_args(["127.0.0.1:7001", "list"])
-    assert args.addresses == ["127.0.0.1:7001", "list"]
-    assert command is None
+def test_command_after_address_names_fix(capsys):
+    error = usage_error(capsys, ["127.0.0.1:7001", "list", "-a", "Ready"])
+    assert error == (
+        "am-repl: error: 'list' is a command, not an address, so put it after "
+        "'--', as in: am-repl 127.0.0.1:7001 -- list -a Ready"
+    )
+
+
+def test_command_without_endpoints_names_fix(capsys):
+    error = usage_error(capsys, ["list"])
+    assert error == (
+        "am-repl: error: 'list' is a command, not an address, so name the "
+        "endpoints first and put it after '--', as in: am-repl -d DIR -- list"
+    )

@@ -265,7 +265,7 @@ def _check_command_before_separator(
         if dests is not None and dests & {"dir", "file"}
     ]
     if sources and commands[0] != positional_starts[0]:
-        # Addresses next to -d or -f: "give only one of" says what is wrong.
+        # Addresses next to -d or -f get the "give only one of" error instead.
         return
     first = commands[0]
     if not sources and first == positional_starts[0]:

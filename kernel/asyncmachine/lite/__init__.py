@@ -10,7 +10,12 @@ plain ``import NAME`` in a cell loads them:
 - lite_graphviz, which renders DOT to SVG with Graphviz compiled to
   WebAssembly (the npm package @hpcc-js/wasm-graphviz).
 
-The site's sources are in ``site/``: the JupyterLite config, the bar notebook
+The kernel preloads these, its own packages and IPython while Pyodide starts
+(``loadPyodideOptions.packages`` in ``site-src/jupyter-lite.json``). Each
+wheel's file name carries its content hash as the build tag, so browsers may
+cache the wheels for good.
+
+The site's sources are in ``site-src/``: the JupyterLite config, the bar notebook
 (``files/bar.ipynb``) and the lite_graphviz project. They ship as package data,
 so an installed asyncmachine builds the same site as a source checkout.
 

@@ -374,12 +374,17 @@ async def _run_cli(
         if failed and (args.req_all or not connected):
             for link in failed:
                 output.error(f"cannot connect to {link.where}: {link.error}")
-            if not links:
-                output.error("no endpoint addresses found")
+            output.error(
+                "check that the server is running and the address is current "
+                "(servers rewrite their address files when they restart)"
+            )
             return EXIT_ERROR
         if not links and command[0] not in ("help", "cheatsheet"):
             where = args.dir or args.file
-            output.error(f"no endpoint addresses found in {where}")
+            output.error(
+                f"no endpoint addresses found in {where}: start a server that "
+                "writes its address there (such as am-demo), or check the path"
+            )
             return EXIT_ERROR
         if failed:
             logger.warning(

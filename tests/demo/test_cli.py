@@ -221,6 +221,8 @@ def test_missing_site_reported(repo_root, tmp_path):
 
     assert process.returncode == 1
     assert "is not a built JupyterLite site" in stderr
+    assert "leave out --site" in stderr
+    assert f"{sys.executable} -m asyncmachine.lite --out DIR" in stderr
 
 
 def test_missing_dependency_names_extra(repo_root, tmp_path):

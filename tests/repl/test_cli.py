@@ -146,6 +146,7 @@ def test_partial_connection_runs_command(machines):
     completed = run_repl("-d", str(machines.directory), "--req-all", "--", "list")
     assert completed.returncode == 2
     assert "cannot connect to 127.0.0.1:" in completed.stderr
+    assert "check that the server is running" in completed.stderr
 
 
 def test_list_and_group_commands(machines):
@@ -234,6 +235,7 @@ def test_missing_source_exits_2(tmp_path):
     completed = run_repl("-d", str(tmp_path), "--", "list")
     assert completed.returncode == 2
     assert "no endpoint addresses found" in completed.stderr
+    assert "start a server that writes its address there" in completed.stderr
     completed = run_repl("not-an-address", "--", "list")
     assert completed.returncode == 2
     assert "invalid address 'not-an-address'" in completed.stderr

@@ -41,8 +41,8 @@ def ensure_site(site_dir: Path | None) -> Path:
         if not (site_dir / "index.html").is_file():
             raise SiteError(
                 f"{site_dir} is not a built JupyterLite site (no index.html); "
-                "build one with `python -m asyncmachine.lite --out DIR`, or "
-                "leave out --site"
+                "leave out --site and am-demo builds its own, or build one "
+                f"with: {sys.executable} -m asyncmachine.lite --out DIR"
             )
         return site_dir
 

@@ -1495,16 +1495,16 @@ class Machine:
     def add_tracer(self, tracer: Tracer) -> None:
         """Attach a tracer."""
         self._tracers.append(tracer)
-        self._sort_tracers()
+        self._group_tracers_by_hook()
         tracer.machine_init(self)
 
     def remove_tracer(self, tracer: Tracer) -> None:
         """Detach a tracer."""
         self._tracers.remove(tracer)
-        self._sort_tracers()
+        self._group_tracers_by_hook()
 
-    def _sort_tracers(self) -> None:
-        """List the tracers whose transition_start or queue_end is not the no-op."""
+    def _group_tracers_by_hook(self) -> None:
+        """Store which tracers define their own transition_start and queue_end."""
         self._start_tracers = [
             t for t in self._tracers if _overrides(t, "transition_start")
         ]

@@ -13,26 +13,19 @@ from pathlib import Path
 
 from .. import lite
 
-__all__ = ["SiteError", "default_site_dir", "ensure_site"]
+__all__ = ["SiteError", "ensure_site"]
 
 
 class SiteError(Exception):
     """The site is missing and cannot be built; the message names the next step."""
 
 
-def default_site_dir() -> Path:
-    """Return the folder of the default site.
-
-    That is build/lite in a source checkout, where ``make lite`` builds the
-    site, and otherwise ``$XDG_CACHE_HOME/asyncmachine/lite``.
-    """
-    return lite.default_out_dir()
-
-
 def ensure_site(site_dir: Path | None) -> Path:
     """Return a built site: `site_dir` as it is, or the default one, built if needed.
 
-    Building prints its progress to stderr.
+    The default site is build/lite in a source checkout, where ``make lite``
+    builds it, and otherwise ``$XDG_CACHE_HOME/asyncmachine/lite``. Building
+    prints its progress to stderr.
 
     Raises:
         SiteError: `site_dir` has no index.html, or the build failed.
@@ -46,7 +39,7 @@ def ensure_site(site_dir: Path | None) -> Path:
             )
         return site_dir
 
-    target = default_site_dir()
+    target = lite.default_out_dir()
     print(f"am-demo: checking the offline site in {target}", file=sys.stderr)
     try:
         return lite.ensure_site(target)

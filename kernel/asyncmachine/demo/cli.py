@@ -475,8 +475,8 @@ def _main_local(args: argparse.Namespace) -> int:
         return 143
 
     lines = list(result.transcript)
-    # The last transcript lines are the disposal of both machines, which
-    # removes their states, so say when the states below were read.
+    # The transcript ends with the disposal of both machines, which removes
+    # their states. The states below were read before that disposal.
     lines.append("")
     lines.append("states when the run ended, before disposal:")
     lines.extend(
